@@ -1,0 +1,88 @@
+"""Command-line entry: `python train.py ...` and the `arnn-train` console script."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from arnn.config import ConfigError, register_configs
+from arnn.runner import USER_ERRORS, run
+
+log = logging.getLogger("arnn")
+GROUPS = ("model", "dataset", "optimizer", "sweep")
+
+
+def default_config_dir() -> Path:
+    """conf/ of the source checkout (editable install), else ./conf, else $ARNN_CONFIG_DIR."""
+    if os.environ.get("ARNN_CONFIG_DIR"):
+        return Path(os.environ["ARNN_CONFIG_DIR"]).resolve()
+    repo_conf = Path(__file__).resolve().parents[2] / "conf"
+    return repo_conf if repo_conf.is_dir() else Path.cwd() / "conf"
+
+
+def check_group_choices(args: list[str], config_dir: Path) -> None:
+    """Reject an unknown model/dataset/optimizer/sweep name in one line, before Hydra starts
+    (Hydra's own message spans a page)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for arg in args:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        try:
+            override = parser.parse_override(arg)
+        except Exception:  # noqa: BLE001 - malformed: Hydra reports it itself
+            continue
+        group = override.key_or_group
+        if group not in GROUPS or override.is_delete():
+            continue
+        options = sorted(p.stem for p in (config_dir / group).glob("*.yaml"))
+        if override.is_sweep_override():
+            values = list(override.sweep_string_iterator())
+        else:
+            values = [override.get_value_element_as_str()]
+        for value in values:
+            if value not in options:
+                raise ConfigError(f"{group}={value!r} is invalid: allowed: {', '.join(options)}")
+
+
+def _remove_if_only_hydra_files(run_dir: Path) -> None:
+    """Hydra creates the run directory before the task starts; a run refused for a bad value
+    takes away what Hydra wrote, and nothing else."""
+    if run_dir.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()):
+        logging.shutdown()
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _task(cfg: DictConfig) -> float:
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    try:
+        return run(cfg, run_dir)
+    except USER_ERRORS as e:
+        # In a sweep, let Hydra record this job as failed and carry on with the others.
+        if hydra_cfg.mode == RunMode.MULTIRUN and not isinstance(e, ConfigError):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        if isinstance(e, ConfigError) and hydra_cfg.mode == RunMode.RUN:
+            _remove_if_only_hydra_files(run_dir)
+        sys.exit(2)
+
+
+def main(config_dir: str | Path | None = None) -> None:
+    config_dir = Path(config_dir) if config_dir else default_config_dir()
+    register_configs()
+    try:
+        check_group_choices(sys.argv[1:], config_dir)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    hydra.main(version_base="1.3", config_path=str(config_dir), config_name="train")(_task)()

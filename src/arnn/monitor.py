@@ -1,0 +1,62 @@
+"""What a run reports while it trains: TensorBoard scalars, hparams, progress and log lines."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
+from tqdm import tqdm
+
+log = logging.getLogger("arnn")
+
+
+class Monitor:
+    """Event files go into the run directory itself, so `tensorboard --logdir outputs` shows one
+    curve per run. On resume, `purge_step` drops events a killed session wrote after its last
+    checkpoint, so curves continue without duplicated steps."""
+
+    def __init__(self, run_dir: Path, total_steps: int, start_step: int) -> None:
+        self.writer = SummaryWriter(
+            log_dir=str(run_dir), purge_step=start_step + 1 if start_step else None
+        )
+        self.bar = None
+        if sys.stderr.isatty():
+            self.bar = tqdm(total=total_steps, initial=start_step, dynamic_ncols=True,
+                            unit="it", leave=False)
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value, step)
+
+    def progress(self, step: int, line: str, postfix: dict[str, Any] | None = None) -> None:
+        """A log line (Hydra's job log and, without a terminal, the console) and the bar."""
+        if self.bar is not None:
+            self.bar.n = step
+            self.bar.set_postfix(postfix or {}, refresh=True)
+            self.bar.clear()
+        log.info(line)
+        if self.bar is not None:
+            self.bar.refresh()
+
+    def advance(self, step: int) -> None:
+        if self.bar is not None and step - self.bar.n >= max(1, self.bar.total // 200):
+            self.bar.update(step - self.bar.n)
+
+    def hparams(self, params: dict[str, Any], metrics: dict[str, float], step: int) -> None:
+        """The HParams tab entry, written into this run's own event file (torch's add_hparams
+        would open a new sub-run directory)."""
+        exp, ssi, sei = hparams(params, metrics)
+        fw = self.writer._get_file_writer()
+        for summary in (exp, ssi, sei):
+            fw.add_summary(summary)
+        for tag, value in metrics.items():
+            self.writer.add_scalar(tag, value, step)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.writer.close()

@@ -1,0 +1,413 @@
+"""The training loop: one run of one configuration, from a composed config to results.json.
+
+Run directory layout: results.json, checkpoints/last.pt, TensorBoard event files, the dataset's
+artifacts (pMNIST: permutation.json) and Hydra's .hydra/ and job log.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+
+from arnn.checkpoint import CheckpointError, check_compatible, load_checkpoint, save_atomic
+from arnn.config import ConfigError, resolve_device, validate
+from arnn.data import DataError, EpochSampler, SequenceTask, build_task
+from arnn.models import SequenceClassifier, build_cell, count_parameters
+from arnn.monitor import Monitor
+from arnn.recurrence import resolve_backend
+from arnn.results import FINISHED, RESULTS_FILE, RunResult
+
+log = logging.getLogger("arnn")
+
+# Errors whose message is the whole story for the user (no traceback needed).
+USER_ERRORS = (ConfigError, DataError, CheckpointError)
+CHECKPOINT = Path("checkpoints") / "last.pt"
+
+
+def config_fingerprint(cfg: DictConfig) -> dict[str, Any]:
+    """The settings a run's numbers depend on; a run directory refuses a different one."""
+    data = OmegaConf.to_container(cfg, resolve=True)
+    train = data["train"]
+    return {
+        "model": data["model"],
+        "dataset": {k: v for k, v in data["dataset"].items() if k not in ("download", "path")},
+        "optimizer": data["optimizer"],
+        "train": {k: train[k] for k in ("steps", "batch_size", "grad_clip")},
+        "seed": data["seed"],
+    }
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} there, {b!r} now")
+    return out
+
+
+def _check_same_run(where: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
+    diff = _differences(saved, current)
+    if diff:
+        raise CheckpointError(
+            f"{where} belongs to a run with another configuration ({'; '.join(diff[:3])}); "
+            "it was left untouched: use another output directory, or train.resume=never "
+            "to overwrite it"
+        )
+
+
+def build_model(cfg: DictConfig, task: SequenceTask, device: torch.device) -> SequenceClassifier:
+    m = cfg.model
+    cell = build_cell(
+        m.name, task.input_size, m.hidden_size, eps=m.eps, gamma=m.gamma, sigma_w=m.sigma_w,
+        backend=resolve_backend(m.backend, device),
+    )
+    return SequenceClassifier(cell, task.num_classes).to(device)
+
+
+def build_optimizer(cfg: DictConfig, params) -> torch.optim.Optimizer:
+    if cfg.name == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+    if cfg.name == "adagrad":
+        return torch.optim.Adagrad(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ConfigError(f"optimizer={cfg.name!r} is invalid: allowed: sgd, adagrad")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@torch.no_grad()
+def evaluate(model: SequenceClassifier, task: SequenceTask, batch_size: int) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) on the whole test split."""
+    model.eval()
+    correct = torch.zeros((), dtype=torch.int64, device=task.device)
+    loss = torch.zeros((), dtype=torch.float64, device=task.device)
+    for x, y in task.test_batches(batch_size):
+        logits = model(x)
+        loss += F.cross_entropy(logits, y, reduction="sum")
+        correct += (logits.argmax(dim=-1) == y).sum()
+    model.train()
+    return correct.item() / task.num_test, loss.item() / task.num_test
+
+
+def recurrent_spectrum(model: SequenceClassifier) -> dict[str, float]:
+    """Largest real part and largest modulus of the recurrent matrix's eigenvalues."""
+    matrix = model.cell.recurrent_matrix()
+    if matrix is None:
+        return {}
+    eig = torch.linalg.eigvals(matrix.detach().double().cpu())
+    return {
+        "recurrent/max_real_eig": eig.real.max().item(),
+        "recurrent/max_abs_eig": eig.abs().max().item(),
+    }
+
+
+class Trainer:
+    """Holds everything a run needs and everything a checkpoint must restore."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, fingerprint: dict[str, Any]) -> None:
+        self.cfg, self.run_dir, self.fingerprint = cfg, run_dir, fingerprint
+        self.device = torch.device(resolve_device(cfg.device))
+        seed_everything(cfg.seed)
+        self.task = build_task(cfg.dataset, Path(cfg.data_dir).expanduser(), self.device)
+        self.task.seed(cfg.seed)
+        self.model = build_model(cfg, self.task, self.device)
+        self.optimizer = build_optimizer(cfg.optimizer, self.model.parameters())
+        self.sampler = EpochSampler(
+            self.task.num_train, cfg.train.batch_size, cfg.seed, self.device
+        )
+        self.step = 0
+        self.best: float | None = None
+        self.last: float | None = None
+        self.evaluations: list[list[float]] = []
+        self.wall_time_s = 0.0
+        self._session_start = time.perf_counter()
+        self._reset_window()
+
+    # --- state -----------------------------------------------------------------------------
+    def _reset_window(self) -> None:
+        """Device-side sums since the last log line: no host sync on ordinary steps."""
+        zero = torch.zeros((), device=self.device)
+        self.win_loss, self.win_correct, self.win_grad = zero.clone(), zero.clone(), zero.clone()
+        self.win_count = 0
+        self.win_start, self.win_start_step = time.perf_counter(), self.step
+        if not hasattr(self, "first_bad"):
+            self.first_bad = torch.full((), -1, dtype=torch.int64, device=self.device)
+            self.last_finite_loss = torch.full((), math.nan, device=self.device)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "fingerprint": self.fingerprint,
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "task": self.task.state_dict(),
+            "rng": _rng_state(),
+            "best": self.best,
+            "last": self.last,
+            "evaluations": self.evaluations,
+            "wall_time_s": self.elapsed(),
+            "last_finite_loss": self.last_finite_loss.item(),
+        }
+
+    def load_state_dict(self, path: Path, state: dict[str, Any]) -> None:
+        _check_same_run(path, state.get("fingerprint", {}), self.fingerprint)
+        check_compatible(path, state["model"], self.model)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.task.load_state_dict(state["task"])
+        _set_rng_state(state["rng"])
+        self.step, self.best, self.last = state["step"], state["best"], state["last"]
+        self.evaluations = state["evaluations"]
+        self.wall_time_s = state["wall_time_s"]
+        self.last_finite_loss.fill_(state["last_finite_loss"])
+        self._session_start = time.perf_counter()
+        self._reset_window()
+
+    def elapsed(self) -> float:
+        return self.wall_time_s + time.perf_counter() - self._session_start
+
+    def checkpoint(self) -> None:
+        save_atomic(self.state_dict(), self.run_dir / CHECKPOINT)
+
+    # --- training --------------------------------------------------------------------------
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        logits = self.model(x)
+        loss = F.cross_entropy(logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = self.cfg.train.grad_clip
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            self.model.parameters(), clip if clip is not None else math.inf
+        )
+        self.optimizer.step()
+        self.step += 1
+        with torch.no_grad():
+            loss = loss.detach()
+            finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
+            self.first_bad = torch.where(
+                (~finite) & (self.first_bad < 0), self.step, self.first_bad
+            )
+            self.last_finite_loss = torch.where(
+                finite & (self.first_bad < 0), loss, self.last_finite_loss
+            )
+            self.win_loss += loss
+            self.win_grad += grad_norm
+            self.win_correct += (logits.argmax(dim=-1) == y).sum()
+            self.win_count += len(y)
+
+    def diverged(self) -> bool:
+        return bool(self.first_bad.item() >= 0)
+
+    def log_window(self, monitor: Monitor) -> None:
+        steps_done = self.step - self.win_start_step
+        if steps_done == 0:
+            return
+        now = time.perf_counter()
+        stats = {
+            "train/loss": self.win_loss.item() / steps_done,
+            "train/accuracy": self.win_correct.item() / max(self.win_count, 1),
+            "train/grad_norm": self.win_grad.item() / steps_done,
+            "train/lr": self.optimizer.param_groups[0]["lr"],
+            "train/steps_per_s": steps_done / max(now - self.win_start, 1e-9),
+        }
+        stats.update(recurrent_spectrum(self.model))
+        monitor.scalars(self.step, stats)
+        monitor.progress(
+            self.step,
+            f"step {self.step}/{self.cfg.train.steps} loss {stats['train/loss']:.4f} "
+            f"acc {stats['train/accuracy']:.3f} grad_norm {stats['train/grad_norm']:.3g} "
+            f"{stats['train/steps_per_s']:.1f} it/s",
+            {"loss": f"{stats['train/loss']:.3f}", "acc": f"{stats['train/accuracy']:.3f}"},
+        )
+        self._reset_window()
+
+    def run_evaluation(self, monitor: Monitor) -> None:
+        accuracy, loss = evaluate(self.model, self.task, self.cfg.train.eval_batch_size)
+        self.last = accuracy
+        self.best = accuracy if self.best is None else max(self.best, accuracy)
+        self.evaluations.append([self.step, accuracy])
+        monitor.scalars(self.step, {"test/accuracy": accuracy, "test/loss": loss})
+        monitor.progress(
+            self.step,
+            f"eval step {self.step}: test accuracy {accuracy:.4f} (best {self.best:.4f}) "
+            f"test loss {loss:.4f}",
+        )
+
+    def fit(self, monitor: Monitor) -> str:
+        """Train up to train.steps; returns the final status ('completed' or 'diverged')."""
+        train = self.cfg.train
+        self.task.save_artifacts(self.run_dir)
+        if self.step >= train.steps:  # train.steps=0, or killed after the final checkpoint
+            if not self.evaluations:
+                self.run_evaluation(monitor)
+            return "completed"
+        while self.step < train.steps:
+            self.train_step(*self.task.train_batch(self.sampler.next()))
+            step = self.step
+            at_end = step == train.steps
+            do_log = at_end or step % train.log_every == 0
+            do_eval = at_end or step % train.eval_every == 0
+            do_ckpt = at_end or step % train.checkpoint_every == 0
+            if (do_log or do_eval or do_ckpt) and self.diverged():
+                self.log_window(monitor)
+                return "diverged"  # the last checkpoint keeps the last finite state
+            if do_log:
+                self.log_window(monitor)
+            if do_eval:
+                self.run_evaluation(monitor)
+            if do_ckpt:
+                self.checkpoint()
+            monitor.advance(step)
+        return "completed"
+
+    def result(self, status: str, error: str | None = None) -> RunResult:
+        cfg = self.cfg
+        diverged = status == "diverged"
+        return RunResult(
+            status=status,
+            model=cfg.model.name,
+            dataset=cfg.dataset.name,
+            optimizer=cfg.optimizer.name,
+            test_accuracy=self.last,
+            best_test_accuracy=self.best,
+            params=count_parameters(self.model),
+            steps=self.step,
+            wall_time_s=round(self.elapsed(), 3),
+            hidden_size=cfg.model.hidden_size,
+            device=str(self.device),
+            backend=getattr(self.model.cell, "backend", None),
+            train_limit=cfg.dataset.train_limit,
+            test_limit=cfg.dataset.test_limit,
+            num_train=self.task.num_train,
+            num_test=self.task.num_test,
+            diverged_step=int(self.first_bad.item()) if diverged else None,
+            last_finite_loss=_finite_or_none(self.last_finite_loss.item()),
+            error=error,
+            evaluations=self.evaluations,
+            config=self.fingerprint,
+        )
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def hparams_of(cfg: DictConfig) -> dict[str, Any]:
+    """The flattened hyperparameters shown in TensorBoard's HParams tab."""
+    return {
+        "model": cfg.model.name,
+        "dataset": cfg.dataset.name,
+        "optimizer": cfg.optimizer.name,
+        "lr": cfg.optimizer.lr,
+        "hidden_size": cfg.model.hidden_size,
+        "eps": cfg.model.eps,
+        "gamma": cfg.model.gamma,
+        "sigma_w": cfg.model.sigma_w,
+        "seed": cfg.seed,
+    }
+
+
+def run(cfg: DictConfig, run_dir: str | Path) -> float:
+    """Train and evaluate one configuration in `run_dir`; returns the best test accuracy (the
+    sweep objective; 0.0 when there was no evaluation).
+
+    Bad values raise ConfigError before anything is written. A directory whose results.json
+    says completed or diverged is not trained again; one with a checkpoint resumes from it
+    (train.resume). Any exception after that leaves results.json with status 'failed'.
+    """
+    validate(cfg)
+    run_dir = Path(run_dir)
+    fingerprint = config_fingerprint(cfg)
+    previous = RunResult.read(run_dir)
+    resume = cfg.train.resume
+    if previous is not None and previous.status in FINISHED and resume != "never":
+        _check_same_run(run_dir / RESULTS_FILE, previous.config, fingerprint)
+        log.info("%s: already %s, not trained again", run_dir, previous.status)
+        return previous.best_test_accuracy or 0.0
+    ckpt_path = run_dir / CHECKPOINT
+    if resume == "must" and not ckpt_path.is_file():
+        raise ConfigError(f"train.resume='must' but there is no checkpoint at {ckpt_path}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer: Trainer | None = None
+    monitor: Monitor | None = None
+    try:
+        trainer = Trainer(cfg, run_dir, fingerprint)
+        if resume != "never" and ckpt_path.is_file():
+            trainer.load_state_dict(ckpt_path, load_checkpoint(ckpt_path))
+            log.info("resumed from %s at step %d", ckpt_path, trainer.step)
+        trainer.result("running").write(run_dir)
+        monitor = Monitor(run_dir, cfg.train.steps, trainer.step)
+        status = trainer.fit(monitor)
+        result = trainer.result(status)
+        monitor.hparams(
+            hparams_of(cfg),
+            {
+                "hparams/test_accuracy": result.test_accuracy or 0.0,
+                "hparams/best_test_accuracy": result.best_test_accuracy or 0.0,
+            },
+            trainer.step,
+        )
+    except (Exception, KeyboardInterrupt) as e:
+        error = f"{type(e).__name__}: {e}"
+        if trainer is not None:
+            failed = trainer.result("failed", error)
+        else:
+            failed = RunResult(
+                status="failed", model=cfg.model.name, dataset=cfg.dataset.name,
+                optimizer=cfg.optimizer.name, error=error, config=fingerprint,
+            )
+        failed.write(run_dir)
+        raise
+    finally:
+        if monitor is not None:
+            monitor.close()
+    result.write(run_dir)
+    if status == "diverged":
+        log.warning(
+            "diverged at step %s (last finite loss %s); best test accuracy %s",
+            result.diverged_step, result.last_finite_loss, result.best_test_accuracy,
+        )
+    else:
+        log.info(
+            "completed %d steps: test accuracy %.4f (best %.4f), %d parameters, %.1f s",
+            result.steps, result.test_accuracy, result.best_test_accuracy, result.params,
+            result.wall_time_s,
+        )
+    return result.best_test_accuracy or 0.0
