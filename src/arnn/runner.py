@@ -128,7 +128,10 @@ def recurrent_spectrum(model: SequenceClassifier) -> dict[str, float]:
     matrix = model.cell.recurrent_matrix()
     if matrix is None:
         return {}
-    eig = torch.linalg.eigvals(matrix.detach().double().cpu())
+    matrix = matrix.detach().double().cpu()
+    if not torch.isfinite(matrix).all():  # a diverged run; LAPACK refuses NaN
+        return {}
+    eig = torch.linalg.eigvals(matrix)
     return {
         "recurrent/max_real_eig": eig.real.max().item(),
         "recurrent/max_abs_eig": eig.abs().max().item(),

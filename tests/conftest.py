@@ -1,0 +1,37 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from arnn.config import register_configs
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+# Canonical MNIST (gzip IDX files), laid beside the checkout on the project machines and in CI.
+MNIST_DIR = Path(os.environ.get("ARNN_TEST_MNIST", ROOT.parent / "shared" / "data" / "mnist"))
+
+
+def compose_cfg(*overrides: str):
+    """The config `python train.py <overrides>` would run, composed through Hydra."""
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python train.py <args>` in a subprocess, as a user would run it."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=cwd or ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    if not (MNIST_DIR / "train-images-idx3-ubyte.gz").is_file():
+        pytest.fail(f"canonical MNIST files are expected in {MNIST_DIR}")
+    return MNIST_DIR

@@ -1,0 +1,260 @@
+"""Datasets: real MNIST files, pMNIST permutation, CIFAR-10 in the real pickle format, noise."""
+
+import gzip
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from arnn.data import DataError, EpochSampler, build_task, pixel_permutation
+from arnn.data.files import read_idx
+from arnn.runner import run
+from tests.conftest import compose_cfg
+
+CPU = torch.device("cpu")
+MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def _task(data_dir, *overrides):
+    cfg = compose_cfg(*overrides)
+    return build_task(cfg.dataset, data_dir, CPU)
+
+
+@pytest.fixture(scope="module")
+def mnist(mnist_dir):
+    return _task(mnist_dir, "dataset=mnist")
+
+
+def test_real_mnist_counts_labels_and_known_images(mnist, mnist_dir):
+    assert (mnist.num_train, mnist.num_test) == (60000, 10000)
+    assert torch.bincount(mnist.train_y).tolist() == MNIST_TRAIN_COUNTS
+    assert torch.bincount(mnist.test_y).tolist() == MNIST_TEST_COUNTS
+    assert mnist.train_y[0].item() == 5 and mnist.test_y[0].item() == 7
+    x, y = mnist.train_batch(torch.tensor([0, 1]))
+    assert x.shape == (2, 784, 1) and x.dtype == torch.float32
+    assert x.min() == 0.0 and x.max() == 1.0
+    # scan-line order: step 28*r + c is pixel (r, c) of the image file
+    raw = read_idx(mnist_dir / "train-images-idx3-ubyte.gz", 3)
+    np.testing.assert_allclose(x[0, :, 0].numpy(), raw[0].reshape(-1) / 255.0, rtol=1e-6)
+
+
+def test_mnist_standardize_option(mnist_dir):
+    task = _task(mnist_dir, "dataset=mnist", "dataset.standardize=true", "dataset.train_limit=10")
+    assert task.mean[0] == pytest.approx(0.1307, abs=1e-3)
+    assert task.std[0] == pytest.approx(0.3081, abs=1e-3)
+    x, _ = task.train_batch(torch.arange(10))
+    assert x.min() < -0.4 and x.max() > 2.5
+
+
+def test_torchvision_layout_and_plain_files(tmp_path, mnist_dir):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for f in mnist_dir.glob("*-ubyte.gz"):
+        if f.name.startswith("t10k"):
+            (raw / f.name[:-3]).write_bytes(gzip.decompress(f.read_bytes()))  # plain
+        else:
+            shutil.copy(f, raw / f.name)
+    task = _task(tmp_path, "dataset=mnist", "dataset.download=false", "dataset.test_limit=5")
+    assert (task.num_train, task.num_test) == (60000, 5)
+    assert task.test_y.tolist() == [7, 2, 1, 0, 4]
+
+
+def test_limits_keep_the_first_examples(mnist, mnist_dir):
+    small = _task(mnist_dir, "dataset=mnist", "dataset.train_limit=100", "dataset.test_limit=30")
+    assert (small.num_train, small.num_test) == (100, 30)
+    assert torch.equal(small.train_x, mnist.train_x[:100])
+    assert torch.equal(small.test_y, mnist.test_y[:30])
+
+
+def _copy_mnist(src: Path, dst: Path) -> Path:
+    dst.mkdir()
+    for f in src.glob("*-ubyte.gz"):
+        shutil.copy(f, dst / f.name)
+    return dst
+
+
+def test_truncated_or_malformed_idx_file_names_the_file(tmp_path, mnist_dir):
+    folder = _copy_mnist(mnist_dir, tmp_path / "m")
+    labels = folder / "t10k-labels-idx1-ubyte.gz"
+    data = gzip.decompress(labels.read_bytes())
+    labels.write_bytes(gzip.compress(data[:-10]))
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz.*truncated"):
+        _task(folder, "dataset=mnist", "dataset.download=false")
+    labels.write_bytes(gzip.compress(b"\x00\x00\x08\x03" + data[4:]))  # images' magic
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz.*magic"):
+        _task(folder, "dataset=mnist", "dataset.download=false")
+
+
+def test_pmnist_permutation(mnist_dir, mnist, tmp_path):
+    perm = pixel_permutation(784, 0)
+    assert sorted(perm.tolist()) == list(range(784))  # a bijection of all 784 positions
+    assert torch.equal(perm, pixel_permutation(784, 0))  # fixed by its seed
+    assert not torch.equal(perm, pixel_permutation(784, 1))
+    task = _task(mnist_dir, "dataset=pmnist", "dataset.test_limit=50")
+    assert torch.equal(task.permutation, perm)
+    x_train, _ = task.train_batch(torch.arange(3))
+    plain, _ = mnist.train_batch(torch.arange(3))
+    assert torch.equal(x_train, plain[:, perm])  # same permutation for every image
+    unpermuted = torch.empty_like(x_train)
+    unpermuted[:, perm] = x_train
+    assert torch.equal(unpermuted, plain)
+    x_test, _ = next(task.test_batches(50))
+    plain_test, _ = next(mnist.test_batches(50))
+    assert torch.equal(x_test, plain_test[:, perm])  # same permutation on the test split
+    other = _task(mnist_dir, "dataset=pmnist", "dataset.permutation_seed=1", "dataset.test_limit=1")
+    assert not torch.equal(other.permutation, perm)
+    task.save_artifacts(tmp_path)
+    assert json.loads((tmp_path / "permutation.json").read_text()) == perm.tolist()
+
+
+def write_cifar10(root: Path, per_batch: int = 4, seed: int = 0) -> Path:
+    """A small CIFAR-10 in the real python-pickle batch format (channel-major rows)."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for name in names:
+        batch = {
+            b"batch_label": name.encode(),
+            b"labels": rng.integers(0, 10, per_batch).tolist(),
+            b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+            b"filenames": [f"{name}_{i}.png".encode() for i in range(per_batch)],
+        }
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f)
+    return folder
+
+
+@pytest.fixture()
+def cifar_root(tmp_path):
+    write_cifar10(tmp_path)
+    return tmp_path
+
+
+def test_pixel_cifar10_sequences(cifar_root):
+    task = _task(cifar_root, "dataset=cifar10", "dataset.download=false")
+    assert (task.num_train, task.num_test) == (20, 4)
+    x, y = task.train_batch(torch.arange(20))
+    assert x.shape == (20, 1024, 3)
+    # per-channel standardisation from the training split
+    torch.testing.assert_close(x.mean(dim=(0, 1)), torch.zeros(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(x.std(dim=(0, 1), unbiased=False), torch.ones(3), atol=1e-4, rtol=0)
+    with open(cifar_root / "cifar-10-batches-py" / "data_batch_1", "rb") as f:
+        first = pickle.load(f, encoding="bytes")
+    raw = first[b"data"][0].reshape(3, 32, 32)  # channel, row, column
+    step = 32 * 5 + 7  # pixel (row 5, column 7) in scan-line order
+    expected = (raw[:, 5, 7] / 255.0 - task.mean) / task.std
+    np.testing.assert_allclose(x[0, step].numpy(), expected, rtol=1e-5)
+    assert y[0].item() == first[b"labels"][0]
+
+
+def test_noise_padded_cifar10(cifar_root):
+    task = _task(cifar_root, "dataset=noise_cifar10", "dataset.download=false")
+    pixel = _task(cifar_root, "dataset=cifar10", "dataset.download=false")
+    task.seed(0)
+    idx = torch.arange(20)
+    x1, _ = task.train_batch(idx)
+    x2, _ = task.train_batch(idx)
+    assert x1.shape == (20, 1000, 96)
+    # steps 1..32 are the image rows: 32 pixels x 3 channels, standardised like pixel CIFAR
+    rows = pixel.train_batch(idx)[0].reshape(20, 32, 96)
+    torch.testing.assert_close(x1[:, :32], rows)
+    assert torch.equal(x1[:, :32], x2[:, :32])
+    pad = x1[:, 32:]
+    assert abs(pad.mean().item()) < 0.01 and abs(pad.var().item() - 1) < 0.01
+    assert not torch.allclose(pad, x2[:, 32:])  # fresh noise each time an example is used
+    assert not torch.allclose(pad[0], pad[1])  # independent across examples
+    t1 = torch.cat([x for x, _ in task.test_batches(3)])
+    t2 = torch.cat([x for x, _ in task.test_batches(3)])
+    assert t1.shape == (4, 1000, 96) and torch.equal(t1, t2)  # repeatable evaluation
+
+
+def test_noise_generator_state_round_trips(cifar_root):
+    task = _task(cifar_root, "dataset=noise_cifar10", "dataset.download=false")
+    state = task.state_dict()
+    a, _ = task.train_batch(torch.arange(2))
+    task.load_state_dict(state)
+    b, _ = task.train_batch(torch.arange(2))
+    assert torch.equal(a, b)
+
+
+def test_corrupt_cifar_batch_names_the_file(cifar_root):
+    bad = cifar_root / "cifar-10-batches-py" / "data_batch_3"
+    bad.write_bytes(bad.read_bytes()[:100])
+    with pytest.raises(DataError, match="data_batch_3"):
+        _task(cifar_root, "dataset=cifar10", "dataset.download=false")
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "cifar10"])
+def test_missing_files_offline_message(tmp_path, monkeypatch, dataset):
+    import torchvision
+
+    def no_network(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", no_network)
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", no_network)
+    with pytest.raises(DataError) as info:
+        _task(tmp_path, f"dataset={dataset}")
+    message = str(info.value)
+    assert "\n" not in message and "Download failed" in message and "data_dir=" in message
+    if dataset == "mnist":
+        assert "train-images-idx3-ubyte" in message and "t10k-labels-idx1-ubyte" in message
+        assert str(tmp_path) in message
+    else:
+        assert "data_batch_1" in message and "test_batch" in message
+        assert str(tmp_path / "cifar-10-batches-py") in message
+    with pytest.raises(DataError, match="dataset.download=false"):
+        _task(tmp_path, f"dataset={dataset}", "dataset.download=false")
+
+
+def test_digits_split_is_fixed_and_stratified():
+    a = _task("unused", "dataset=digits")
+    b = _task("unused", "dataset=digits")
+    assert torch.equal(a.test_x, b.test_x) and torch.equal(a.train_y, b.train_y)
+    assert a.num_train + a.num_test == 1797
+    x, _ = a.train_batch(torch.arange(a.num_train))
+    assert x.shape == (a.num_train, 64, 1) and x.min() == 0 and x.max() == 1
+    counts = torch.bincount(a.test_y)
+    assert counts.min() >= 40  # every class is represented in the test split
+
+
+def test_fashion_mnist_reads_the_same_format():
+    folder = Path("/usr/share/datasets/fashion-mnist")
+    if not folder.is_dir():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (optional dataset)")
+    task = _task("unused", "dataset=fashion_mnist", "dataset.download=false")
+    assert (task.num_train, task.num_test) == (60000, 10000)
+    assert torch.bincount(task.test_y).tolist() == [1000] * 10
+
+
+def test_epoch_sampler_visits_every_example_once_per_epoch():
+    sampler = EpochSampler(10, 3, seed=0, device=CPU)
+    epoch = torch.cat([sampler.next() for _ in range(3)])
+    assert len(set(epoch.tolist())) == 9  # no repeats within an epoch; remainder dropped
+    next_epoch = torch.cat([sampler.next() for _ in range(3)])
+    assert len(set(next_epoch.tolist())) == 9 and not torch.equal(epoch, next_epoch)
+    state = sampler.state_dict()
+    after = [sampler.next() for _ in range(4)]
+    sampler.load_state_dict(state)
+    assert all(torch.equal(a, sampler.next()) for a in after)
+
+
+def test_short_training_run_on_real_mnist(tmp_path, mnist_dir):
+    cfg = compose_cfg(
+        "dataset=mnist", f"data_dir={mnist_dir}", "model.hidden_size=16", "train.steps=3",
+        "train.batch_size=8", "dataset.train_limit=64", "dataset.test_limit=50",
+        "train.eval_every=3",
+    )
+    best = run(cfg, tmp_path)
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["status"] == "completed" and result["dataset"] == "mnist"
+    assert result["steps"] == 3 and result["best_test_accuracy"] == best
+    assert 0.0 <= result["test_accuracy"] <= 1.0
+    assert (result["train_limit"], result["test_limit"]) == (64, 50)
+    assert (result["num_train"], result["num_test"]) == (64, 50)

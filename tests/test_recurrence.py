@@ -1,0 +1,72 @@
+"""Every fast backend against the per-step autograd reference: outputs and all gradients."""
+
+import pytest
+import torch
+
+from arnn.recurrence import recurrence, resolve_backend
+
+# (batch, steps, inputs, hidden): batch sizes that are no multiple of a tile, a non-power of
+# two hidden size, T=1.
+SHAPES = [(3, 1, 2, 8), (5, 7, 3, 6), (17, 9, 1, 12), (2, 4, 5, 33)]
+FAST_BACKENDS = ["torch"]
+
+
+def _inputs(batch, steps, m, n, gated, dtype, seed, h0_nonzero=True):
+    g = torch.Generator().manual_seed(seed)
+    k = 2 if gated else 1
+
+    def r(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=g, dtype=dtype) * scale).requires_grad_()
+
+    x = r(batch, steps, m)
+    weight_ih = r(k * n, m, scale=m**-0.5)
+    bias = r(k * n, scale=0.1)
+    matrix = r(n, n, scale=n**-0.5)
+    h0 = r(batch, n, scale=0.5) if h0_nonzero else torch.zeros(batch, n, dtype=dtype)
+    return x, weight_ih, bias, matrix, h0
+
+
+def _outputs_and_grads(backend, args, eps, gated, seed):
+    x, weight_ih, bias, matrix, h0 = args
+    states = recurrence(x, weight_ih, bias, matrix, eps, gated, h0, backend)
+    # A loss that touches every state, with random weights, so every step's gradient matters.
+    w = torch.randn(states.shape, generator=torch.Generator().manual_seed(seed), dtype=x.dtype)
+    inputs = [t for t in args if t.requires_grad]
+    grads = torch.autograd.grad((states * w).sum(), inputs)
+    return states, grads
+
+
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
+@pytest.mark.parametrize("gated", [False, True], ids=["eq12", "eq13"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "B{}_T{}_m{}_n{}".format(*s))
+def test_backend_matches_reference(backend, gated, shape):
+    args = _inputs(*shape, gated, torch.float32, seed=sum(shape))
+    ref_states, ref_grads = _outputs_and_grads("reference", args, 0.2, gated, 0)
+    states, grads = _outputs_and_grads(backend, args, 0.2, gated, 0)
+    torch.testing.assert_close(states, ref_states, rtol=1e-5, atol=1e-5)
+    names = ["x", "weight_ih", "bias", "matrix", "h0"]
+    for name, g, ref in zip(names, grads, ref_grads):
+        torch.testing.assert_close(g, ref, rtol=1e-4, atol=1e-5, msg=f"d{name}")
+
+
+@pytest.mark.parametrize("gated", [False, True], ids=["eq12", "eq13"])
+def test_torch_backend_gradcheck_float64(gated):
+    args = _inputs(3, 4, 2, 5, gated, torch.float64, seed=7)
+    assert torch.autograd.gradcheck(
+        lambda x, w, b, a, h0: recurrence(x, w, b, a, 0.3, gated, h0, "torch"), args
+    )
+
+
+def test_zero_initial_state_is_the_default():
+    args = _inputs(2, 3, 2, 4, True, torch.float64, seed=8, h0_nonzero=False)
+    x, w, b, a, h0 = args
+    torch.testing.assert_close(
+        recurrence(x, w, b, a, 0.1, True, None, "torch"),
+        recurrence(x, w, b, a, 0.1, True, h0, "reference"),
+    )
+
+
+def test_auto_backend_on_cpu_is_torch():
+    assert resolve_backend("auto", "cpu") == "torch"
+    with pytest.raises(ValueError, match="backend='cudnn'"):
+        resolve_backend("cudnn", "cpu")

@@ -1,0 +1,163 @@
+"""The runner for long jobs: TensorBoard, checkpoints, exact resume, divergence, failures."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from arnn.checkpoint import CheckpointError
+from arnn.config import ConfigError
+from arnn.runner import CHECKPOINT, Trainer, run
+from tests.conftest import ROOT, compose_cfg, run_cli
+
+SMALL = ("model.hidden_size=16", "train.batch_size=32", "device=cpu")
+
+
+def _events(run_dir):
+    acc = EventAccumulator(str(run_dir))
+    acc.Reload()
+    return acc
+
+
+def test_tensorboard_scalars_and_hparams_in_the_run_directory(tmp_path):
+    cfg = compose_cfg(*SMALL, "train.steps=20", "train.log_every=5", "train.eval_every=10")
+    run(cfg, tmp_path)
+    assert list(tmp_path.glob("events.out.tfevents.*")), "event file in the run dir itself"
+    acc = _events(tmp_path)
+    tags = set(acc.Tags()["scalars"])
+    for tag in ("train/loss", "train/accuracy", "train/grad_norm", "train/lr",
+                "train/steps_per_s", "test/accuracy", "recurrent/max_real_eig",
+                "recurrent/max_abs_eig", "hparams/best_test_accuracy"):
+        assert tag in tags, tag
+    assert [e.step for e in acc.Scalars("train/loss")] == [5, 10, 15, 20]
+    assert [e.step for e in acc.Scalars("test/accuracy")] == [10, 20]
+    # A small gamma keeps every eigenvalue's real part at -gamma.
+    assert acc.Scalars("recurrent/max_real_eig")[-1].value == pytest.approx(-0.01, abs=1e-6)
+    hparams = acc.PluginTagToContent("hparams")
+    assert "_hparams_/experiment" in hparams and "_hparams_/session_start_info" in hparams
+    assert b"gated_arnn" in hparams["_hparams_/session_start_info"]
+    assert not [p for p in tmp_path.iterdir() if p.is_dir() and p.name not in ("checkpoints",)]
+
+
+def _checkpoint_params(run_dir):
+    return torch.load(run_dir / CHECKPOINT, weights_only=False)["model"]
+
+
+RESUME_ARGS = (*SMALL, "train.steps=400", "train.checkpoint_every=7", "train.log_every=10",
+               "train.eval_every=100")
+
+
+def test_kill_9_and_resume_is_bit_identical(tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert run_cli(*RESUME_ARGS, f"hydra.run.dir={straight}").returncode == 0
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *RESUME_ARGS, f"hydra.run.dir={killed}"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        ckpt = killed / CHECKPOINT
+        if ckpt.exists() and torch.load(ckpt, weights_only=False)["step"] >= 50:
+            break
+        time.sleep(0.05)
+    time.sleep(0.13)  # land somewhere between checkpoints
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    state = torch.load(killed / CHECKPOINT, weights_only=False)
+    assert 50 <= state["step"] < 400, "the kill must land mid-training"
+    assert json.loads((killed / "results.json").read_text())["status"] == "running"
+    resumed = run_cli(*RESUME_ARGS, f"hydra.run.dir={killed}")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in (killed / "train.log").read_text()
+    a, b = _checkpoint_params(straight), _checkpoint_params(killed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    result = json.loads((killed / "results.json").read_text())
+    assert result["status"] == "completed" and result["steps"] == 400
+    steps = [e.step for e in _events(killed).Scalars("train/loss")]
+    assert steps == list(range(10, 401, 10))  # no duplicated or missing steps
+
+
+def test_completed_run_is_not_retrained(tmp_path):
+    cfg = compose_cfg(*SMALL, "train.steps=5")
+    run(cfg, tmp_path)
+    before = (tmp_path / "results.json").read_text(), (tmp_path / CHECKPOINT).stat().st_mtime_ns
+    run(cfg, tmp_path)
+    after = (tmp_path / "results.json").read_text(), (tmp_path / CHECKPOINT).stat().st_mtime_ns
+    assert before == after
+    with pytest.raises(CheckpointError, match="another configuration.*model.eps"):
+        run(compose_cfg(*SMALL, "train.steps=5", "model.eps=0.5"), tmp_path)
+
+
+def test_resume_modes(tmp_path):
+    with pytest.raises(ConfigError, match="train.resume='must'"):
+        run(compose_cfg(*SMALL, "train.steps=2", "train.resume=must"), tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+    cfg = compose_cfg(*SMALL, "train.steps=4", "train.checkpoint_every=2")
+    run(cfg, tmp_path / "b")
+    first = _checkpoint_params(tmp_path / "b")
+    (tmp_path / "b" / "results.json").unlink()  # as if killed after the last checkpoint
+    run(compose_cfg(*SMALL, "train.steps=4", "train.resume=never", "seed=1"), tmp_path / "b")
+    second = _checkpoint_params(tmp_path / "b")
+    assert not torch.equal(first["head.weight"], second["head.weight"])  # started over
+
+
+def test_truncated_checkpoint_is_reported_and_left_untouched(tmp_path):
+    cfg = compose_cfg(*SMALL, "train.steps=4", "train.checkpoint_every=2")
+    run(cfg, tmp_path)
+    (tmp_path / "results.json").unlink()
+    ckpt = tmp_path / CHECKPOINT
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(data[: len(data) // 2])
+    half = ckpt.read_bytes()
+    proc = run_cli(*SMALL, "train.steps=4", "train.checkpoint_every=2", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(ckpt) in lines[0] and "unreadable" in lines[0], proc.stderr
+    assert ckpt.read_bytes() == half
+    assert json.loads((tmp_path / "results.json").read_text())["status"] == "failed"
+
+
+def test_checkpoint_of_another_shape_is_refused(tmp_path):
+    cfg = compose_cfg(*SMALL, "train.steps=2")
+    run(cfg, tmp_path)
+    (tmp_path / "results.json").unlink()
+    ckpt = tmp_path / CHECKPOINT
+    state = torch.load(ckpt, weights_only=False)
+    state["model"]["head.weight"] = torch.zeros(10, 8)
+    torch.save(state, ckpt)
+    saved = ckpt.read_bytes()
+    with pytest.raises(CheckpointError, match=r"does not fit this model: head.weight"):
+        run(cfg, tmp_path)
+    assert ckpt.read_bytes() == saved
+
+
+def test_divergence_is_recorded_and_exits_zero(tmp_path):
+    proc = run_cli(*SMALL, "optimizer.lr=1e38", "train.steps=50", "train.log_every=10",
+                   f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["status"] == "diverged"
+    assert 1 <= result["diverged_step"] <= 10 and result["steps"] == 10
+    assert result["last_finite_loss"] is None or result["last_finite_loss"] > 0
+
+
+def test_exception_in_the_loop_leaves_failed_results(tmp_path, monkeypatch):
+    original = Trainer.train_step
+
+    def explode(self, x, y):
+        if self.step == 3:
+            raise RuntimeError("simulated fault at step 3")
+        original(self, x, y)
+
+    monkeypatch.setattr(Trainer, "train_step", explode)
+    with pytest.raises(RuntimeError, match="simulated fault"):
+        run(compose_cfg(*SMALL, "train.steps=10"), tmp_path)
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["status"] == "failed" and "simulated fault at step 3" in result["error"]
+    assert result["steps"] == 3

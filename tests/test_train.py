@@ -1,0 +1,91 @@
+"""The entry point end to end: the offline default run, results.json, bad input."""
+
+import json
+
+import pytest
+
+from arnn.config import ConfigError, validate
+from arnn.models import SequenceClassifier, build_cell, count_parameters
+from arnn.runner import run
+from tests.conftest import compose_cfg, run_cli
+
+RESULT_KEYS = {"status", "test_accuracy", "best_test_accuracy", "params", "steps", "model",
+               "dataset", "wall_time_s"}
+
+
+def test_default_run_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("train.steps=60", "train.eval_every=30", f"hydra.run.dir={out}")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((out / "results.json").read_text())
+    assert RESULT_KEYS <= result.keys()
+    assert result["status"] == "completed"
+    assert (result["model"], result["dataset"], result["steps"]) == ("gated_arnn", "digits", 60)
+    cfg = compose_cfg()
+    cell = build_cell("gated_arnn", 1, cfg.model.hidden_size)
+    assert result["params"] == count_parameters(SequenceClassifier(cell, 10))
+    assert 0.0 <= result["test_accuracy"] <= result["best_test_accuracy"] <= 1.0
+    assert [e[0] for e in result["evaluations"]] == [30, 60]
+    assert result["wall_time_s"] > 0
+    assert (out / ".hydra" / "config.yaml").is_file() and (out / "checkpoints" / "last.pt").is_file()
+    assert "eval step 60" in (out / "train.log").read_text()
+
+
+def test_zero_steps_builds_evaluates_and_writes_results(tmp_path):
+    best = run(compose_cfg("train.steps=0"), tmp_path)
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["status"] == "completed" and result["steps"] == 0
+    assert result["test_accuracy"] == best and 0.0 <= best <= 1.0
+    assert len(result["evaluations"]) == 1
+
+
+BAD_VALUES = [
+    ("model.eps=0", "model.eps=0.0"),
+    ("model.eps=-0.5", "model.eps=-0.5"),
+    ("model.gamma=-0.01", "model.gamma=-0.01"),
+    ("model.hidden_size=0", "model.hidden_size=0"),
+    ("train.batch_size=0", "train.batch_size=0"),
+    ("optimizer.lr=0", "optimizer.lr=0.0"),
+    ("optimizer.lr=-1", "optimizer.lr=-1.0"),
+    ("train.steps=-1", "train.steps=-1"),
+    ("model.sigma_w=-1", "model.sigma_w=-1.0"),
+    ("train.resume=maybe", "train.resume='maybe'"),
+    ("device=tpu", "device='tpu'"),
+    ("model.backend=cudnn", "model.backend='cudnn'"),
+]
+
+
+@pytest.mark.parametrize("override,named", BAD_VALUES, ids=[b[0] for b in BAD_VALUES])
+def test_bad_values_are_refused_naming_key_and_value(override, named):
+    with pytest.raises(ConfigError) as info:
+        validate(compose_cfg(override))
+    message = str(info.value)
+    assert message.startswith(named) and "\n" not in message
+    assert "must be" in message or "allowed" in message
+
+
+def test_valid_config_passes():
+    validate(compose_cfg("model=lstm", "dataset=cifar10", "optimizer=adagrad"))
+
+
+CLI_CASES = [
+    ("model.eps=0", "model.eps=0.0 is invalid: must be a number > 0"),
+    ("model=transformer", "model='transformer' is invalid: allowed: ablation, arnn, gated_arnn, lstm"),
+    ("dataset=imagenet", "dataset='imagenet' is invalid: allowed: cifar10, digits"),
+    ("optimizer=adam", "optimizer='adam' is invalid: allowed: adagrad, sgd"),
+    ("device=cuda", "device='cuda' is invalid: no CUDA GPU"),
+]
+
+
+@pytest.mark.parametrize("override,expected", CLI_CASES, ids=[c[0] for c in CLI_CASES])
+def test_cli_bad_input_one_line_nonzero_exit_nothing_written(tmp_path, override, expected):
+    import torch
+
+    if override == "device=cuda" and torch.cuda.is_available():
+        pytest.skip("a GPU is present: device=cuda is valid here")
+    out = tmp_path / "run"
+    proc = run_cli(override, "train.steps=1", f"hydra.run.dir={out}")
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: " + expected), proc.stderr
+    assert not out.exists()
