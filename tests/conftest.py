@@ -4,9 +4,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+import torch
 
-from arnn.config import register_configs
+# Without a GPU the triton backend runs in Triton's interpreter (numpy on the CPU). The variable
+# is read when the kernels are defined, so it is set before anything imports them.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from hydra import compose, initialize_config_dir  # noqa: E402
+
+from arnn.config import register_configs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"

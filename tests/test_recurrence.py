@@ -1,14 +1,20 @@
-"""Every fast backend against the per-step autograd reference: outputs and all gradients."""
+"""Every fast backend against the per-step autograd reference: outputs and all gradients.
+
+The triton backend runs compiled on a GPU when one is present, else in Triton's interpreter
+(TRITON_INTERPRET=1, set in conftest); the torch backend runs on the GPU too when present.
+"""
 
 import pytest
 import torch
 
-from arnn.recurrence import recurrence, resolve_backend
+from arnn.recurrence import recurrence, resolve_backend, triton_available
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 # (batch, steps, inputs, hidden): batch sizes that are no multiple of a tile, a non-power of
 # two hidden size, T=1.
-SHAPES = [(3, 1, 2, 8), (5, 7, 3, 6), (17, 9, 1, 12), (2, 4, 5, 33)]
-FAST_BACKENDS = ["torch"]
+SHAPES = [(3, 1, 2, 8), (5, 7, 3, 6), (17, 9, 1, 12), (2, 4, 5, 33), (19, 3, 2, 130)]
+FAST_BACKENDS = ["torch", "triton"]
 
 
 def _inputs(batch, steps, m, n, gated, dtype, seed, h0_nonzero=True):
@@ -26,23 +32,24 @@ def _inputs(batch, steps, m, n, gated, dtype, seed, h0_nonzero=True):
     return x, weight_ih, bias, matrix, h0
 
 
-def _outputs_and_grads(backend, args, eps, gated, seed):
-    x, weight_ih, bias, matrix, h0 = args
+def _outputs_and_grads(backend, args, eps, gated, seed, device=torch.device("cpu")):
+    inputs = [t for t in args if t.requires_grad]
+    x, weight_ih, bias, matrix, h0 = (t.to(device) for t in args)
     states = recurrence(x, weight_ih, bias, matrix, eps, gated, h0, backend)
     # A loss that touches every state, with random weights, so every step's gradient matters.
     w = torch.randn(states.shape, generator=torch.Generator().manual_seed(seed), dtype=x.dtype)
-    inputs = [t for t in args if t.requires_grad]
-    grads = torch.autograd.grad((states * w).sum(), inputs)
-    return states, grads
+    grads = torch.autograd.grad((states * w.to(device)).sum(), inputs)
+    return states.cpu(), grads
 
 
 @pytest.mark.parametrize("backend", FAST_BACKENDS)
 @pytest.mark.parametrize("gated", [False, True], ids=["eq12", "eq13"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "B{}_T{}_m{}_n{}".format(*s))
 def test_backend_matches_reference(backend, gated, shape):
+    assert backend != "triton" or triton_available(DEVICE)
     args = _inputs(*shape, gated, torch.float32, seed=sum(shape))
     ref_states, ref_grads = _outputs_and_grads("reference", args, 0.2, gated, 0)
-    states, grads = _outputs_and_grads(backend, args, 0.2, gated, 0)
+    states, grads = _outputs_and_grads(backend, args, 0.2, gated, 0, DEVICE)
     torch.testing.assert_close(states, ref_states, rtol=1e-5, atol=1e-5)
     names = ["x", "weight_ih", "bias", "matrix", "h0"]
     for name, g, ref in zip(names, grads, ref_grads):

@@ -1,0 +1,226 @@
+"""Side-by-side timing of one training step (forward + backward) of each recurrence.
+
+Competitors run in one process on the same inputs: torch's nn.LSTM and nn.RNN(tanh) (cuDNN on
+a GPU) and our arnn / gated_arnn cells with each backend. Every row is the median of several
+timed steps after warm-up; ratios are to nn.LSTM and nn.RNN at the same shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from arnn.models import LSTMCell, RecurrentCell, SequenceClassifier, build_cell
+from arnn.recurrence import triton_available
+
+# The paper's three task shapes (B=128): sMNIST/pMNIST, pixel CIFAR-10, noise-padded CIFAR-10.
+PAPER_SHAPES = [(784, 1, 128), (1024, 3, 256), (1000, 96, 256)]
+QUICK_SHAPES = [(64, 1, 32), (128, 3, 64)]
+BATCH = 128
+
+
+class TanhRNNCell(RecurrentCell):
+    """torch's nn.RNN(tanh): the cheapest recurrence cuDNN offers, the speed bar."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.rnn = nn.RNN(input_size, hidden_size, nonlinearity="tanh", batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rnn(x)[0].transpose(0, 1)
+
+
+def _timer(device: torch.device) -> Callable[[Callable[[], None], int, int], float]:
+    def time_ms(fn: Callable[[], None], warmup: int, repeat: int) -> float:
+        for _ in range(warmup):
+            fn()
+        times = []
+        for _ in range(repeat):
+            if device.type == "cuda":
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(
+                    enable_timing=True
+                )
+                start.record()
+                fn()
+                end.record()
+                torch.cuda.synchronize()
+                times.append(start.elapsed_time(end))
+            else:
+                t0 = time.perf_counter()
+                fn()
+                times.append((time.perf_counter() - t0) * 1e3)
+        return statistics.median(times)
+
+    return time_ms
+
+
+def competitors(m: int, n: int, device: torch.device, backends: list[str]) -> dict[str, nn.Module]:
+    cells: dict[str, RecurrentCell] = {
+        "nn.LSTM": LSTMCell(m, n),
+        "nn.RNN": TanhRNNCell(m, n),
+    }
+    for name in ("arnn", "gated_arnn"):
+        for backend in backends:
+            cells[f"{name}/{backend}"] = build_cell(name, m, n, backend=backend)
+    return {k: SequenceClassifier(c, 10).to(device) for k, c in cells.items()}
+
+
+def run_benchmark(
+    device: torch.device,
+    shapes: list[tuple[int, int, int]],
+    backends: list[str],
+    warmup: int,
+    repeat: int,
+    batch: int = BATCH,
+) -> list[dict]:
+    time_ms = _timer(device)
+    rows = []
+    for steps, m, n in shapes:
+        shape = f"T{steps}_m{m}_n{n}"
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(batch, steps, m, generator=g).to(device)
+        y = torch.randint(0, 10, (batch,), generator=g).to(device)
+        times = {}
+        for impl, model in competitors(m, n, device, backends).items():
+
+            def step(model: nn.Module = model) -> None:
+                model.zero_grad(set_to_none=True)
+                F.cross_entropy(model(x), y).backward()
+
+            times[impl] = time_ms(step, warmup, repeat)
+        for impl, ms in times.items():
+            ratio_lstm, ratio_rnn = ms / times["nn.LSTM"], ms / times["nn.RNN"]
+            rows.append({
+                "shape": shape, "impl": impl, "ms": round(ms, 4),
+                "x_lstm": round(ratio_lstm, 3), "x_rnn": round(ratio_rnn, 3),
+                "batch": batch, "device": device_name(device), "precision": "fp32",
+            })
+            print(f"{shape:>16} {impl:>22} {ms:10.2f} ms  x LSTM {ratio_lstm:6.2f}  "
+                  f"x RNN {ratio_rnn:6.2f}", flush=True)
+    return rows
+
+
+def _triton_variants(n: int) -> list[dict[str, int | bool]]:
+    variants: list[dict[str, int | bool]] = []
+    for block_b in (16, 32):
+        for num_warps in (4, 8):
+            if n <= 128:
+                variants += [{"block_b": block_b, "num_warps": num_warps, "hold": hold}
+                             for hold in (True, False)]
+            else:
+                variants.append({"block_b": block_b, "num_warps": num_warps, "hold": False,
+                                 "block_k": 32})
+    if n > 128:
+        variants.append({"block_b": 16, "num_warps": 8, "hold": False, "block_k": 64})
+    return variants
+
+
+def tune_triton(device: torch.device, shapes: list[tuple[int, int, int]], warmup: int,
+                repeat: int, batch: int = BATCH) -> list[dict]:
+    """Time launch variants of the triton backend (gated_arnn) against nn.RNN, and check each
+    variant's states and gradients against the torch backend on the same device."""
+    from arnn.recurrence import triton_backend
+
+    time_ms = _timer(device)
+    rows = []
+    for steps, m, n in shapes:
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(batch, steps, m, generator=g).to(device)
+        y = torch.randint(0, 10, (batch,), generator=g).to(device)
+        torch.manual_seed(0)
+        rnn = SequenceClassifier(TanhRNNCell(m, n), 10).to(device)
+        reference = SequenceClassifier(build_cell("gated_arnn", m, n, backend="torch"), 10)
+        reference = reference.to(device)
+
+        def step(model: nn.Module) -> None:
+            model.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+
+        rnn_ms = time_ms(lambda: step(rnn), warmup, repeat)
+        step(reference)
+        ref_grads = [p.grad.clone() for p in reference.parameters()]
+        for variant in _triton_variants(n):
+            triton_backend.tuning.clear()
+            triton_backend.tuning.update(variant)
+            model = SequenceClassifier(build_cell("gated_arnn", m, n, backend="triton"), 10)
+            model.load_state_dict(reference.state_dict())
+            model = model.to(device)
+            row: dict = {"shape": f"T{steps}_m{m}_n{n}", **variant, "rnn_ms": round(rnn_ms, 4)}
+            try:
+                step(model)
+                row["grad_err"] = max(
+                    ((p.grad - r).abs().max() / r.abs().max().clamp_min(1e-30)).item()
+                    for p, r in zip(model.parameters(), ref_grads)
+                )
+                row["ms"] = round(time_ms(lambda: step(model), warmup, repeat), 4)
+                row["x_rnn"] = round(row["ms"] / rnn_ms, 3)
+            except Exception as e:  # noqa: BLE001 - a variant that does not compile or fit
+                row["error"] = f"{type(e).__name__}: {str(e)[:200]}"
+            print(row, flush=True)
+            rows.append(row)
+        triton_backend.tuning.clear()
+    return rows
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = [f"Device: {rows[0]['device']}, batch {rows[0]['batch']}, fp32, ms per training "
+             "step (forward + backward)", "",
+             "| shape | impl | ms | x nn.LSTM | x nn.RNN(tanh) |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['shape']} | {r['impl']} | {r['ms']:.2f} | {r['x_lstm']:.2f} | "
+                     f"{r['x_rnn']:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--quick", action="store_true", help="small shapes, a few seconds")
+    parser.add_argument("--backends", default=None,
+                        help="comma list among reference,torch,triton (default: all that run "
+                             "on the device; reference only with --quick)")
+    parser.add_argument("--repeat", type=int, default=None)
+    parser.add_argument("--tune", action="store_true",
+                        help="time launch variants of the triton backend instead")
+    parser.add_argument("--json", type=Path, default=None, help="save the rows as JSON")
+    parser.add_argument("--markdown", type=Path, default=None, help="save a markdown table")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA GPU is available")
+    if args.backends:
+        backends = args.backends.split(",")
+    else:
+        backends = (["reference"] if args.quick else []) + ["torch"]
+        if triton_available(device):
+            backends.append("triton")
+    repeat = args.repeat or (20 if device.type == "cuda" else 3)
+    shapes = QUICK_SHAPES if args.quick else PAPER_SHAPES
+    if args.tune:
+        rows = tune_triton(device, shapes, warmup=2, repeat=repeat)
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=2) + "\n")
+        return
+    rows = run_benchmark(device, shapes, backends,
+                         warmup=3 if device.type == "cuda" else 1, repeat=repeat)
+    table = markdown(rows)
+    print(table)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    if args.markdown:
+        args.markdown.write_text(table + "\n")
