@@ -12,7 +12,7 @@ python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', tr
   | tee -a "$OUT/gpu.txt"
 timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_recurrence.py 2>&1 \
   | tail -15 | tee "$OUT/tests.txt"
-timeout 200 python3 scripts/bench.py --device cuda --json "$OUT/bench.json" \
+[ "${SKIP_BENCH:-0}" = 1 ] || timeout 200 python3 scripts/bench.py --device cuda --json "$OUT/bench.json" \
   --markdown "$OUT/bench.md" 2>&1 | tee "$OUT/bench.txt"
 [ "${SKIP_TUNE:-0}" = 1 ] || timeout "${TUNE_TIMEOUT:-200}" python3 scripts/bench.py \
   --device cuda --tune --repeat 10 --json "$OUT/tune.json" 2>&1 | tee "$OUT/tune.txt"

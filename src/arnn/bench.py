@@ -110,18 +110,13 @@ def run_benchmark(
 
 
 def _triton_variants(n: int) -> list[dict[str, int | bool]]:
-    variants: list[dict[str, int | bool]] = []
-    for block_b in (16, 32):
-        for num_warps in (4, 8):
-            if n <= 128:
-                variants += [{"block_b": block_b, "num_warps": num_warps, "hold": hold}
-                             for hold in (True, False)]
-            else:
-                variants.append({"block_b": block_b, "num_warps": num_warps, "hold": False,
-                                 "block_k": 32})
-    if n > 128:
-        variants.append({"block_b": 16, "num_warps": 8, "hold": False, "block_k": 64})
-    return variants
+    if n <= 128:
+        grid = [(16, 8, True, 32), (16, 4, False, 32), (4, 8, True, 32), (2, 8, True, 32),
+                (1, 4, True, 32), (1, 8, True, 32), (2, 8, False, 32), (1, 4, False, 32)]
+    else:
+        grid = [(16, 4, False, 32), (16, 4, False, 64), (4, 4, False, 16), (2, 4, False, 32),
+                (2, 8, False, 32), (1, 4, False, 32), (1, 8, False, 64), (4, 8, False, 16)]
+    return [{"block_b": b, "num_warps": w, "hold": h, "block_k": k} for b, w, h, k in grid]
 
 
 def tune_triton(device: torch.device, shapes: list[tuple[int, int, int]], warmup: int,
@@ -138,6 +133,7 @@ def tune_triton(device: torch.device, shapes: list[tuple[int, int, int]], warmup
         y = torch.randint(0, 10, (batch,), generator=g).to(device)
         torch.manual_seed(0)
         rnn = SequenceClassifier(TanhRNNCell(m, n), 10).to(device)
+        lstm = SequenceClassifier(LSTMCell(m, n), 10).to(device)
         reference = SequenceClassifier(build_cell("gated_arnn", m, n, backend="torch"), 10)
         reference = reference.to(device)
 
@@ -146,6 +142,7 @@ def tune_triton(device: torch.device, shapes: list[tuple[int, int, int]], warmup
             F.cross_entropy(model(x), y).backward()
 
         rnn_ms = time_ms(lambda: step(rnn), warmup, repeat)
+        lstm_ms = time_ms(lambda: step(lstm), warmup, repeat)
         step(reference)
         ref_grads = [p.grad.clone() for p in reference.parameters()]
         for variant in _triton_variants(n):
@@ -154,7 +151,8 @@ def tune_triton(device: torch.device, shapes: list[tuple[int, int, int]], warmup
             model = SequenceClassifier(build_cell("gated_arnn", m, n, backend="triton"), 10)
             model.load_state_dict(reference.state_dict())
             model = model.to(device)
-            row: dict = {"shape": f"T{steps}_m{m}_n{n}", **variant, "rnn_ms": round(rnn_ms, 4)}
+            row: dict = {"shape": f"T{steps}_m{m}_n{n}", **variant, "rnn_ms": round(rnn_ms, 4),
+                         "lstm_ms": round(lstm_ms, 4)}
             try:
                 step(model)
                 row["grad_err"] = max(
@@ -163,6 +161,7 @@ def tune_triton(device: torch.device, shapes: list[tuple[int, int, int]], warmup
                 )
                 row["ms"] = round(time_ms(lambda: step(model), warmup, repeat), 4)
                 row["x_rnn"] = round(row["ms"] / rnn_ms, 3)
+                row["x_lstm"] = round(row["ms"] / lstm_ms, 3)
             except Exception as e:  # noqa: BLE001 - a variant that does not compile or fit
                 row["error"] = f"{type(e).__name__}: {str(e)[:200]}"
             print(row, flush=True)

@@ -23,7 +23,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 # Launch parameters; `tuning` overrides them (scripts/bench.py --tune tries variants).
-# block_b: batch rows per program (>= 16, tl.dot's smallest M); hold: keep the matrix in
+# block_b: batch rows per program (>= 16 uses tl.dot, fewer a reduction); hold: keep the matrix in
 # registers (default: while n_pad <= 128); block_k: rows of the matrix per streamed slice.
 tuning: dict[str, int | bool] = {}
 
@@ -37,23 +37,32 @@ def _tanh(x):
 
 
 @triton.jit
+def _mm(h, m):
+    """(rows, k) @ (k, n) in fp32: tl.dot needs >= 16 rows; fewer rows per program (more
+    programs in flight) use a broadcast product and a reduction."""
+    if h.shape[0] >= 16:
+        return tl.dot(h, m, input_precision="ieee")
+    return tl.sum(h[:, :, None] * m[None, :, :], axis=1)
+
+
+@triton.jit
 def _matvec(h, vec_ptr, mat_ptr, row_stride, col_stride, rows, cols, mask_b, n,
             N_PAD: tl.constexpr, BLOCK_K: tl.constexpr, HOLD: tl.constexpr, mat_full):
     """h @ M where M[k, j] = mat_ptr[k * row_stride + j * col_stride]. With HOLD, `mat_full`
     is M already in registers and `h` is used directly; otherwise h's columns are read back
     from vec_ptr (the copy of h the kernel stored last step) BLOCK_K at a time."""
     if HOLD:
-        acc = tl.dot(h, mat_full, input_precision="ieee")
+        acc = _mm(h, mat_full)
     else:
         acc = tl.zeros((h.shape[0], N_PAD), dtype=tl.float32)
         ks = tl.arange(0, BLOCK_K)
-        for k0 in range(0, N_PAD, BLOCK_K):
+        for k0 in tl.static_range(0, N_PAD, BLOCK_K):  # unrolled: slice loads issue together
             kk = k0 + ks
             hk = tl.load(vec_ptr + rows[:, None] * n + kk[None, :],
                          mask=mask_b[:, None] & (kk[None, :] < n), other=0.0)
             mk = tl.load(mat_ptr + kk[:, None] * row_stride + cols[None, :] * col_stride,
                          mask=(kk[:, None] < n) & (cols[None, :] < n), other=0.0)
-            acc += tl.dot(hk, mk, input_precision="ieee")
+            acc += _mm(hk, mk)
     return acc
 
 
@@ -75,20 +84,30 @@ def _forward_kernel(x_ptr, a_ptr, states_ptr, acts_ptr, B, T, n, eps,
     else:
         mat = 0.0
     h = tl.load(states_ptr + offs, mask=mask, other=0.0)  # states[0] = h0
+    xrow = x_ptr + rows[:, None] * (K * n) + cols[None, :]
+    act = acts_ptr + rows[:, None] * (K * n) + cols[None, :]
+    # Each step's inputs are loaded one step ahead, off the h -> h critical path.
+    x_h = tl.load(xrow, mask=mask, other=0.0)
+    x_z = tl.load(xrow + n, mask=mask, other=0.0) if GATED else x_h
     for t in range(T):
         a = _matvec(h, states_ptr + t * B * n, a_ptr, 1, n, rows, cols, mask_b, n,
                     N_PAD, BLOCK_K, HOLD, mat)
-        xrow = x_ptr + t * B * K * n + rows[:, None] * (K * n) + cols[None, :]
-        c = _tanh(a + tl.load(xrow, mask=mask, other=0.0))
-        act = acts_ptr + t * B * K * n + rows[:, None] * (K * n) + cols[None, :]
-        tl.store(act, c, mask=mask)
+        more = mask & (t + 1 < T)
+        next_h = tl.load(xrow + (t + 1) * B * K * n, mask=more, other=0.0)
         if GATED:
-            z = tl.sigmoid(a + tl.load(xrow + n, mask=mask, other=0.0))
-            tl.store(act + n, z, mask=mask)
+            next_z = tl.load(xrow + (t + 1) * B * K * n + n, mask=more, other=0.0)
+        else:
+            next_z = next_h
+        c = _tanh(a + x_h)
+        tl.store(act + t * B * K * n, c, mask=mask)
+        if GATED:
+            z = tl.sigmoid(a + x_z)
+            tl.store(act + t * B * K * n + n, z, mask=mask)
             h = h + eps * z * c
         else:
             h = h + eps * c
         tl.store(states_ptr + (t + 1) * B * n + offs, h, mask=mask)
+        x_h, x_z = next_h, next_z
         if not HOLD:
             tl.debug_barrier()  # h_t is read back by other threads next step
 
@@ -111,27 +130,38 @@ def _backward_kernel(grad_ptr, a_ptr, acts_ptr, gpre_ptr, da_ptr, dh0_ptr, B, T,
     else:
         mat = 0.0
     dh = tl.zeros((BLOCK_B, N_PAD), dtype=tl.float32)
+    act = acts_ptr + rows[:, None] * (K * n) + cols[None, :]
+    gpre = gpre_ptr + rows[:, None] * (K * n) + cols[None, :]
+    # Loaded one step ahead, as in the forward kernel.
+    t = T - 1
+    g_t = tl.load(grad_ptr + t * B * n + offs, mask=mask, other=0.0)
+    c = tl.load(act + t * B * K * n, mask=mask, other=0.0)
+    z = tl.load(act + t * B * K * n + n, mask=mask, other=0.0) if GATED else c
     for i in range(T):
         t = T - 1 - i
-        dh += tl.load(grad_ptr + t * B * n + offs, mask=mask, other=0.0)
-        act = acts_ptr + t * B * K * n + rows[:, None] * (K * n) + cols[None, :]
-        gpre = gpre_ptr + t * B * K * n + rows[:, None] * (K * n) + cols[None, :]
-        c = tl.load(act, mask=mask, other=0.0)
+        more = mask & (t > 0)
+        next_g = tl.load(grad_ptr + (t - 1) * B * n + offs, mask=more, other=0.0)
+        next_c = tl.load(act + (t - 1) * B * K * n, mask=more, other=0.0)
         if GATED:
-            z = tl.load(act + n, mask=mask, other=0.0)
+            next_z = tl.load(act + (t - 1) * B * K * n + n, mask=more, other=0.0)
+        else:
+            next_z = next_c
+        dh += g_t
+        if GATED:
             dpc = dh * eps * z * (1.0 - c * c)
             dpz = dh * eps * c * z * (1.0 - z)
-            tl.store(gpre, dpc, mask=mask)
-            tl.store(gpre + n, dpz, mask=mask)
+            tl.store(gpre + t * B * K * n, dpc, mask=mask)
+            tl.store(gpre + t * B * K * n + n, dpz, mask=mask)
             da = dpc + dpz
         else:
             da = dh * eps * (1.0 - c * c)
-            tl.store(gpre, da, mask=mask)
+            tl.store(gpre + t * B * K * n, da, mask=mask)
         tl.store(da_ptr + t * B * n + offs, da, mask=mask)
         if not HOLD:
             tl.debug_barrier()
         dh += _matvec(da, da_ptr + t * B * n, a_ptr, n, 1, rows, cols, mask_b, n,
                       N_PAD, BLOCK_K, HOLD, mat)
+        g_t, c, z = next_g, next_c, next_z
     tl.store(dh0_ptr + offs, dh, mask=mask)
 
 
