@@ -166,13 +166,16 @@ def _backward_kernel(grad_ptr, a_ptr, acts_ptr, gpre_ptr, da_ptr, dh0_ptr, B, T,
 
 
 def _launch_config(n: int) -> dict[str, int | bool]:
+    """Defaults from `bench.py --tune` on an H200 (docs/tune_h200.json): one batch row per
+    program (B programs in flight instead of B/16) beat tl.dot tiles by 3-6x."""
     n_pad = max(16, triton.next_power_of_2(n))
+    hold = n_pad <= 128
     config: dict[str, int | bool] = {
         "N_PAD": n_pad,
-        "BLOCK_B": 16,
+        "BLOCK_B": 1,
         "BLOCK_K": min(32, n_pad),
-        "HOLD": n_pad <= 128,
-        "num_warps": 8 if n_pad >= 128 else 4,
+        "HOLD": hold,
+        "num_warps": 8 if hold else 4,
     }
     config.update({k.upper() if k != "num_warps" else k: v for k, v in tuning.items()})
     return config
