@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 MODEL_NAMES = ("lstm", "arnn", "gated_arnn", "ablation")
 DATASET_NAMES = ("digits", "mnist", "pmnist", "fashion_mnist", "cifar10", "noise_cifar10")
@@ -53,6 +53,7 @@ class DatasetConfig:
     noise_seed: int = 0  # noise_cifar10: seed of the test set's noise
     split_seed: int = 0  # digits: seed of the fixed train/test split
     test_fraction: float = 0.25  # digits: share of examples held out for testing
+    paper_steps: int = 50000  # the paper's iteration count for this task (sweep/appendix_c)
 
 
 @dataclass
@@ -86,9 +87,16 @@ class Config:
     data_dir: str = "data"
 
 
+def only_for(model: str, models: list[str], values: str, fallback: Any) -> str:
+    """A sweep axis that exists only for some models: their values, else one fixed value."""
+    return str(values) if model in models else str(fallback)
+
+
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=Config)
+    if not OmegaConf.has_resolver("only_for"):
+        OmegaConf.register_new_resolver("only_for", only_for)
 
 
 def _fail(key: str, value: Any, allowed: str) -> None:

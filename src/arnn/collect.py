@@ -1,0 +1,283 @@
+"""Collect sweep directories into results.csv, results.md (the paper's tables) and a figure.
+
+    python scripts/collect_results.py <sweep dir> [<sweep dir> ...] [--out DIR]
+
+A job is any directory holding Hydra's .hydra/config.yaml; its numbers come from results.json
+(read through `RunResult`, the schema the runner writes). Jobs that failed, diverged, are still
+running or never started are counted and listed, never dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from arnn.results import RunResult
+
+# Test accuracy reported in the paper (Tables 1 and 2), with units and parameter counts.
+PAPER = {
+    ("mnist", "lstm"): 0.973, ("pmnist", "lstm"): 0.926,
+    ("mnist", "arnn"): 0.980, ("pmnist", "arnn"): 0.958,
+    ("mnist", "gated_arnn"): 0.988, ("pmnist", "gated_arnn"): 0.931,
+    ("cifar10", "lstm"): 0.597, ("noise_cifar10", "lstm"): 0.116,
+    ("cifar10", "ablation"): 0.546, ("noise_cifar10", "ablation"): 0.462,
+    ("cifar10", "arnn"): 0.587, ("noise_cifar10", "arnn"): 0.483,
+    ("cifar10", "gated_arnn"): 0.622, ("noise_cifar10", "gated_arnn"): 0.547,
+}
+PAPER_TABLES = [
+    ("Table 1", ("mnist", "pmnist"), ("lstm", "arnn", "gated_arnn")),
+    ("Table 2", ("cifar10", "noise_cifar10"), ("lstm", "ablation", "arnn", "gated_arnn")),
+]
+# Hyperparameters a job is described by (config paths), in table order.
+HYPERPARAMETERS = {
+    "optimizer": "optimizer.name",
+    "lr": "optimizer.lr",
+    "eps": "model.eps",
+    "gamma": "model.gamma",
+    "sigma_w": "model.sigma_w",
+    "hidden_size": "model.hidden_size",
+    "seed": "seed",
+}
+STATUS_ORDER = ("completed", "diverged", "failed", "running", "missing")
+CSV_COLUMNS = ["job", "status", "dataset", "model", *HYPERPARAMETERS, "steps", "test_accuracy",
+               "best_test_accuracy", "params", "wall_time_s", "diverged_step", "error"]
+
+
+@dataclass
+class Job:
+    path: Path
+    status: str
+    dataset: str
+    model: str
+    hyper: dict[str, Any]
+    result: RunResult | None
+
+    def metric(self, name: str) -> float | None:
+        return getattr(self.result, name) if self.result is not None else None
+
+    def row(self) -> dict[str, Any]:
+        r = self.result
+        return {
+            "job": str(self.path), "status": self.status, "dataset": self.dataset,
+            "model": self.model, **self.hyper,
+            "steps": r.steps if r else None,
+            "test_accuracy": r.test_accuracy if r else None,
+            "best_test_accuracy": r.best_test_accuracy if r else None,
+            "params": r.params if r else None,
+            "wall_time_s": r.wall_time_s if r else None,
+            "diverged_step": r.diverged_step if r else None,
+            "error": r.error if r else None,
+        }
+
+
+def _select(cfg: dict[str, Any], dotted: str) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _resolve_hidden_size(cfg: dict[str, Any]) -> Any:
+    size = _select(cfg, "model.hidden_size")
+    if isinstance(size, str):  # the default interpolation into the dataset's table
+        size = (_select(cfg, "dataset.hidden_size") or {}).get(_select(cfg, "model.name"))
+    return size
+
+
+def read_job(job_dir: Path) -> Job:
+    cfg = yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text()) or {}
+    hyper = {key: _select(cfg, path) for key, path in HYPERPARAMETERS.items()}
+    hyper["hidden_size"] = _resolve_hidden_size(cfg)
+    if _select(cfg, "model.name") == "lstm":  # not parameters of the LSTM
+        hyper["eps"] = hyper["gamma"] = None
+    result = RunResult.read(job_dir)
+    status = result.status if result is not None else "missing"
+    return Job(job_dir, status, _select(cfg, "dataset.name"), _select(cfg, "model.name"),
+               hyper, result)
+
+
+def expected_jobs(sweep_dir: Path) -> int | None:
+    """How many jobs the sweep launched, from Hydra's multirun.yaml (None if unknown)."""
+    path = sweep_dir / "multirun.yaml"
+    if not path.is_file():
+        return None
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    cfg = yaml.safe_load(path.read_text()) or {}
+    hydra_cfg = cfg.get("hydra", {})
+    args = list((hydra_cfg.get("overrides") or {}).get("task") or [])
+    args += [f"{k}={v}" for k, v in ((hydra_cfg.get("sweeper") or {}).get("params") or {}).items()]
+    parser = OverridesParser.create()
+    grid: dict[str, int] = {}
+    for override in parser.parse_overrides(args):
+        values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [0]
+        grid[override.key_or_group] = len(values)  # a command-line value beats the sweep's
+    return math.prod(grid.values())
+
+
+def collect(sweep_dirs: list[Path]) -> tuple[list[Job], int]:
+    """All jobs under the sweep dirs, and how many launched jobs have no directory yet."""
+    jobs, missing = [], 0
+    for sweep_dir in sweep_dirs:
+        found = sorted(
+            (p.parent.parent for p in Path(sweep_dir).rglob(".hydra/config.yaml")),
+            key=lambda p: (len(p.parts), p.name.zfill(8), str(p)),
+        )
+        jobs += [read_job(d) for d in found]
+        expected = expected_jobs(Path(sweep_dir))
+        if expected is not None:
+            missing += max(0, expected - len(found))
+    return jobs, missing
+
+
+def best_per_task(jobs: list[Job], metric: str) -> dict[tuple[str, str], Job]:
+    best: dict[tuple[str, str], Job] = {}
+    for job in jobs:
+        value = job.metric(metric)
+        if job.status not in ("completed", "diverged") or value is None:
+            continue
+        key = (job.dataset, job.model)
+        if key not in best or value > best[key].metric(metric):
+            best[key] = job
+    return best
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _hyper_text(job: Job) -> str:
+    return ", ".join(f"{k}={v}" for k, v in job.hyper.items() if v is not None and k != "seed")
+
+
+def markdown(jobs: list[Job], missing: int, metric: str) -> str:
+    best = best_per_task(jobs, metric)
+    lines = [f"# Sweep results ({metric}, best job per task)", ""]
+    for title, datasets, models in PAPER_TABLES:
+        if not any(d == ds for ds in datasets for d, _ in best):
+            continue
+        head = ["model"] + [f"{d} {w}" for d in datasets for w in ("ours", "paper")]
+        lines += [f"## {title}", "", "| " + " | ".join(head + ["units", "params"]) + " |",
+                  "|" + "---|" * (len(head) + 2)]
+        for model in models:
+            cells, units, params = [model], "-", "-"
+            for d in datasets:
+                job = best.get((d, model))
+                cells += [_pct(job.metric(metric) if job else None), _pct(PAPER.get((d, model)))]
+                if job is not None:
+                    units, params = str(job.hyper["hidden_size"]), f"{job.result.params / 1e3:.0f}k"
+            lines.append("| " + " | ".join(cells + [units, params]) + " |")
+        lines.append("")
+    lines += ["## Best configuration per task", "",
+              "| dataset | model | test accuracy | best during training | paper | "
+              "hyperparameters | job |", "|---|---|---|---|---|---|---|"]
+    for (dataset, model), job in sorted(best.items()):
+        lines.append(
+            f"| {dataset} | {model} | {_pct(job.metric('test_accuracy'))} | "
+            f"{_pct(job.metric('best_test_accuracy'))} | {_pct(PAPER.get((dataset, model)))} | "
+            f"{_hyper_text(job)} | {job.path} |"
+        )
+    counts = Counter(job.status for job in jobs)
+    counts["missing"] += missing
+    lines += ["", "## Jobs", "", "| " + " | ".join(STATUS_ORDER) + " | total |",
+              "|" + "---|" * (len(STATUS_ORDER) + 1),
+              "| " + " | ".join(str(counts[s]) for s in STATUS_ORDER)
+              + f" | {sum(counts.values())} |", ""]
+    problems = [j for j in jobs if j.status in ("failed", "running", "missing")]
+    if problems:
+        lines += ["Jobs without a final result:", ""]
+        lines += [f"- {j.path}: {j.status}" + (f" ({j.result.error})" if j.result and j.result.error
+                                               else "") for j in problems]
+        lines.append("")
+    if missing:
+        lines.append(f"{missing} launched job(s) have no directory yet.")
+    return "\n".join(lines)
+
+
+def write_csv(jobs: list[Job], path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for job in jobs:
+            writer.writerow(job.row())
+
+
+def sensitivity_figure(jobs: list[Job], path: Path, metric: str) -> list[str]:
+    """Test accuracy against each hyperparameter that varies, one panel each; every job is a
+    dot, the line joins the best job per value. Returns the swept hyperparameters drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [j for j in jobs if j.status in ("completed", "diverged")]
+    swept = [k for k in HYPERPARAMETERS
+             if len({j.hyper[k] for j in done if j.hyper[k] is not None}) > 1]
+    panels = swept or ["lr"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), squeeze=False)
+    tasks = sorted({(j.dataset, j.model) for j in done})
+    for ax, key in zip(axes[0], panels):
+        categorical = any(isinstance(j.hyper[key], str) for j in done)
+        for i, task in enumerate(tasks):
+            pts = [(j.hyper[key], j.metric(metric) or 0.0) for j in done
+                   if (j.dataset, j.model) == task and j.hyper[key] is not None]
+            if not pts:
+                continue
+            values = sorted({p[0] for p in pts}, key=str if categorical else float)
+            pos = {v: k for k, v in enumerate(values)} if categorical else None
+            xs = [pos[p[0]] if categorical else p[0] for p in pts]
+            ax.scatter(xs, [p[1] for p in pts], s=12, alpha=0.5, color=f"C{i}")
+            top = [max(a for v, a in pts if v == value) for value in values]
+            ax.plot([pos[v] for v in values] if categorical else values, top, color=f"C{i}",
+                    label="/".join(task))
+            if categorical:
+                ax.set_xticks(range(len(values)), [str(v) for v in values])
+        if not categorical and key in ("eps", "gamma", "lr") and all(
+            (j.hyper[key] or 0) > 0 for j in done
+        ):
+            ax.set_xscale("log")
+        ax.set_xlabel(key)
+        ax.set_ylabel(metric.replace("_", " "))
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return swept
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sweep_dirs", nargs="+", type=Path)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where to write results.csv/.md/.png (default: the first sweep dir)")
+    parser.add_argument("--metric", default="test_accuracy",
+                        choices=["test_accuracy", "best_test_accuracy"],
+                        help="rank jobs by the final (default) or the best-during-training "
+                             "test accuracy")
+    args = parser.parse_args(argv)
+    for d in args.sweep_dirs:
+        if not d.is_dir():
+            parser.error(f"sweep dir {str(d)!r} does not exist")
+    jobs, missing = collect(args.sweep_dirs)
+    if not jobs and not missing:
+        parser.error("no jobs found (no .hydra/config.yaml under " +
+                     ", ".join(map(str, args.sweep_dirs)) + ")")
+    out = args.out or args.sweep_dirs[0]
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(jobs, out / "results.csv")
+    table = markdown(jobs, missing, args.metric)
+    (out / "results.md").write_text(table + "\n")
+    sensitivity_figure(jobs, out / "results.png", args.metric)
+    print(table)
+    print(f"\nwrote {out / 'results.csv'}, {out / 'results.md'}, {out / 'results.png'}")
