@@ -21,11 +21,12 @@ CONF = ROOT / "conf"
 MNIST_DIR = Path(os.environ.get("ARNN_TEST_MNIST", ROOT.parent / "shared" / "data" / "mnist"))
 
 
-def compose_cfg(*overrides: str):
+def compose_cfg(*overrides: str, return_hydra_config: bool = False):
     """The config `python train.py <overrides>` would run, composed through Hydra."""
     register_configs()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides))
+        return compose(config_name="train", overrides=list(overrides),
+                       return_hydra_config=return_hydra_config)
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -111,14 +111,16 @@ def expected_jobs(sweep_dir: Path) -> int | None:
     if not path.is_file():
         return None
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
 
-    cfg = yaml.safe_load(path.read_text()) or {}
-    hydra_cfg = cfg.get("hydra", {})
-    args = list((hydra_cfg.get("overrides") or {}).get("task") or [])
-    args += [f"{k}={v}" for k, v in ((hydra_cfg.get("sweeper") or {}).get("params") or {}).items()]
-    parser = OverridesParser.create()
+    from arnn.config import register_configs
+
+    register_configs()  # the sweep configs' resolvers
+    cfg = OmegaConf.load(path)
+    params = OmegaConf.to_container(cfg.hydra.sweeper.params or {}, resolve=True)
+    args = [f"{k}={v}" for k, v in params.items()] + list(cfg.hydra.overrides.task or [])
     grid: dict[str, int] = {}
-    for override in parser.parse_overrides(args):
+    for override in OverridesParser.create().parse_overrides(args):
         values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [0]
         grid[override.key_or_group] = len(values)  # a command-line value beats the sweep's
     return math.prod(grid.values())
