@@ -74,6 +74,7 @@ class TrainConfig:
     checkpoint_every: int = 1000
     resume: str = "auto"  # auto | never | must
     grad_clip: float | None = None  # max global gradient norm; None: no clipping (the paper's)
+    gradient_flow: bool = False  # at each evaluation, draw ||dL/dh_t|| over t to TensorBoard
 
 
 @dataclass

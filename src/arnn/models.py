@@ -165,11 +165,13 @@ class LSTMCell(RecurrentCell):
         return out.transpose(0, 1)
 
     def step_states(self, x: Tensor) -> list[Tensor]:
-        state = None
+        h = c = None
         states = []
         for t in range(x.shape[1]):
-            out, state = self.lstm(x[:, t : t + 1], state)
-            states.append(out[:, 0])
+            # The next step starts from the h appended here, so dL/dh_t is its total gradient.
+            _, (h_n, c) = self.lstm(x[:, t : t + 1], None if h is None else (h[None], c))
+            h = h_n[0]
+            states.append(h)
         return states
 
 

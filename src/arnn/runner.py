@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from arnn.checkpoint import CheckpointError, check_compatible, load_checkpoint, save_atomic
 from arnn.config import ConfigError, resolve_device, validate
 from arnn.data import DataError, EpochSampler, SequenceTask, build_task
+from arnn.figures import gradient_flow, plot_gradient_flow
 from arnn.models import SequenceClassifier, build_cell, count_parameters
 from arnn.monitor import Monitor
 from arnn.recurrence import resolve_backend
@@ -267,6 +268,11 @@ class Trainer:
         self.best = accuracy if self.best is None else max(self.best, accuracy)
         self.evaluations.append([self.step, accuracy])
         monitor.scalars(self.step, {"test/accuracy": accuracy, "test/loss": loss})
+        if self.cfg.train.gradient_flow:
+            x, y = next(self.task.test_batches(32))
+            norms = gradient_flow(self.model, x, y)
+            fig = plot_gradient_flow({self.cfg.model.name: norms}, f"step {self.step}")
+            monitor.writer.add_figure("gradient_flow", fig, self.step)
         monitor.progress(
             self.step,
             f"eval step {self.step}: test accuracy {accuracy:.4f} (best {self.best:.4f}) "

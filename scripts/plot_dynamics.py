@@ -1,0 +1,16 @@
+"""Draw the paper's Figure 1 (2-D vanilla and residual systems) as PNG and PDF.
+
+    python scripts/plot_dynamics.py [--out docs/figure1.png]
+"""
+
+import argparse
+from pathlib import Path
+
+from arnn.figures import plot_figure1
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=Path("docs/figure1.png"))
+    args = parser.parse_args()
+    for path in plot_figure1(args.out):
+        print(f"wrote {path}")

@@ -1,0 +1,72 @@
+"""Command line of scripts/gradient_flow.py: build models (fresh from the configs, or from a
+run directory's config and checkpoint), compute gradient flow on one batch, plot it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+
+from arnn.checkpoint import load_checkpoint
+from arnn.cli import default_config_dir
+from arnn.config import register_configs, resolve_device, validate
+from arnn.data import build_task
+from arnn.figures import gradient_flow, plot_gradient_flow
+from arnn.runner import CHECKPOINT, build_model, seed_everything
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    register_configs()
+    with initialize_config_dir(config_dir=str(default_config_dir()), version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+def curves(configs: dict[str, tuple[DictConfig, Path | None]], batch: int,
+           data_dir: str | None) -> dict[str, np.ndarray]:
+    """Name -> mean ||dL/dh_t|| for each (config, optional run directory)."""
+    out = {}
+    for name, (cfg, run_dir) in configs.items():
+        validate(cfg)
+        device = torch.device(resolve_device(cfg.device))
+        seed_everything(cfg.seed)
+        task = build_task(cfg.dataset, data_dir or cfg.data_dir, device)
+        model = build_model(cfg, task, device)
+        if run_dir is not None:
+            model.load_state_dict(load_checkpoint(run_dir / CHECKPOINT)["model"])
+        x, y = next(task.test_batches(batch))
+        out[name] = gradient_flow(model, x, y)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=Path("gradient_flow.png"))
+    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--models", default="lstm,arnn,gated_arnn",
+                        help="models at initialisation (comma list; empty for none)")
+    parser.add_argument("--run", type=Path, action="append", default=[],
+                        help="a run directory (its .hydra/config.yaml and checkpoint)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for the models at initialisation")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--batch", type=int, default=32)
+    args = parser.parse_args(argv)
+    configs: dict[str, tuple[DictConfig, Path | None]] = {}
+    for model in filter(None, args.models.split(",")):
+        cfg = compose_config([f"model={model}", f"dataset={args.dataset}", *args.set])
+        configs[f"{model} (init)"] = (cfg, None)
+    for run_dir in args.run:
+        register_configs()
+        cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+        configs[f"{cfg.model.name} ({run_dir.name})"] = (cfg, run_dir)
+    results = curves(configs, args.batch, args.data_dir)
+    fig = plot_gradient_flow(results, f"gradient flow on {args.dataset}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out, dpi=110)
+    for name, norms in results.items():
+        print(f"{name:>28}: ||dL/dh_1|| = {norms[0]:.3e}, ||dL/dh_T|| = {norms[-1]:.3e}")
+    print(f"wrote {args.out}")

@@ -1,0 +1,84 @@
+"""Figure 1's systems behave as the paper says; gradient flow over time."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from arnn.data import build_task
+from arnn.figures import FIGURE1_INITIAL_STATES, figure1_systems, gradient_flow
+from arnn.runner import build_model, run
+from tests.conftest import ROOT, compose_cfg
+
+SYSTEMS = {s.title.split(",")[1].split()[0]: s for s in figure1_systems() if s.residual}
+
+
+def _norms(system, h0):
+    path = system.trajectory(h0)
+    assert path.shape == (51, 2)
+    return np.linalg.norm(path, axis=1)
+
+
+@pytest.mark.parametrize("h0", FIGURE1_INITIAL_STATES)
+def test_figure1_residual_systems(h0):
+    grow = _norms(SYSTEMS["W+"], h0)
+    assert grow[-1] > 5 * grow[0]  # positive real parts: explodes
+    shrink = _norms(SYSTEMS["W-"], h0)
+    assert shrink[-1] < 0.01 * shrink[0]  # negative real parts: collapses
+    spiral = _norms(SYSTEMS["W0"], h0)
+    assert spiral[-1] >= 1.25 * spiral[0]  # forward Euler on a rotation spirals outward
+    circle = _norms(SYSTEMS["Wdiff"], h0)
+    assert np.all(np.abs(circle / circle[0] - 1) <= 0.10)  # diffusion keeps it on the circle
+
+
+def test_figure1_systems_use_the_package_recurrence():
+    w0 = SYSTEMS["W0"]
+    h = torch.tensor([[0.0, 0.5]], dtype=torch.float64)
+    expected = h + 0.1 * torch.tanh(h @ w0.matrix.double().T)
+    torch.testing.assert_close(w0.step(h, 1)[0], expected)
+    vanilla = figure1_systems()[1]  # W = I: h_t = tanh(h_{t-1})
+    torch.testing.assert_close(vanilla.step(h, 1)[0], torch.tanh(h))
+
+
+def test_plot_dynamics_script_writes_png_and_pdf(tmp_path):
+    out = tmp_path / "fig1.png"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "plot_dynamics.py"), "--out",
+                    str(out)], check=True, capture_output=True)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20000
+    assert out.with_suffix(".pdf").read_bytes()[:4] == b"%PDF"
+
+
+def _flow(model_name, dataset, data_dir, *overrides, batch=8):
+    cfg = compose_cfg(f"model={model_name}", f"dataset={dataset}", "device=cpu", *overrides)
+    torch.manual_seed(0)
+    task = build_task(cfg.dataset, data_dir, torch.device("cpu"))
+    model = build_model(cfg, task, torch.device("cpu"))
+    x, y = next(task.test_batches(batch))
+    return gradient_flow(model, x, y)
+
+
+@pytest.mark.parametrize("model", ["lstm", "arnn", "gated_arnn"])
+def test_gradient_flow_one_finite_norm_per_step(model):
+    norms = _flow(model, "digits", "unused", "model.hidden_size=16")
+    assert norms.shape == (64,) and np.all(np.isfinite(norms)) and norms[-1] > 0
+
+
+def test_gradient_flow_over_784_steps_of_real_mnist(mnist_dir):
+    for model in ("arnn", "gated_arnn"):
+        norms = _flow(model, "mnist", mnist_dir, "model.sigma_w=0", "model.eps=0.01",
+                      "dataset.test_limit=8")
+        assert len(norms) == 784
+        assert 0.1 < norms[0] / norms[-1] < 10, model  # neither vanishes nor explodes
+    lstm = _flow("lstm", "mnist", mnist_dir, "dataset.test_limit=8")
+    assert lstm[0] < 1e-3 * lstm[-1]  # the LSTM's gradient decays by orders of magnitude
+
+
+def test_gradient_flow_figure_in_tensorboard(tmp_path):
+    run(compose_cfg("model.hidden_size=8", "train.steps=2", "train.gradient_flow=true",
+                    "device=cpu"), tmp_path)
+    acc = EventAccumulator(str(tmp_path))
+    acc.Reload()
+    assert "gradient_flow" in acc.Tags()["images"]
