@@ -29,7 +29,7 @@ def compose_cfg(*overrides: str, return_hydra_config: bool = False):
                        return_hydra_config=return_hydra_config)
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300):
     """`python train.py <args>` in a subprocess, as a user would run it."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run(

@@ -224,13 +224,19 @@ def test_digits_split_is_fixed_and_stratified():
     assert counts.min() >= 40  # every class is represented in the test split
 
 
-def test_fashion_mnist_reads_the_same_format():
-    folder = Path("/usr/share/datasets/fashion-mnist")
-    if not folder.is_dir():
-        pytest.skip("Debian's dataset-fashion-mnist is not installed (optional dataset)")
-    task = _task("unused", "dataset=fashion_mnist", "dataset.download=false")
-    assert (task.num_train, task.num_test) == (60000, 10000)
-    assert torch.bincount(task.test_y).tolist() == [1000] * 10
+def test_fashion_mnist_reads_the_same_format(tmp_path, mnist_dir):
+    raw = tmp_path / "FashionMNIST" / "raw"  # torchvision's layout for Fashion-MNIST
+    raw.mkdir(parents=True)
+    for f in mnist_dir.glob("*-ubyte.gz"):
+        shutil.copy(f, raw / f.name)
+    task = _task(tmp_path, "dataset=fashion_mnist", f"dataset.path={tmp_path}",
+                 "dataset.download=false", "dataset.test_limit=3")
+    assert (task.num_train, task.num_test, task.seq_len) == (60000, 3, 784)
+    system = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
+    if system.is_dir():
+        real = _task("unused-data-dir", "dataset=fashion_mnist", "dataset.download=false")
+        assert (real.num_train, real.num_test) == (60000, 10000)
+        assert torch.bincount(real.test_y).tolist() == [1000] * 10
 
 
 def test_epoch_sampler_visits_every_example_once_per_epoch():

@@ -32,7 +32,7 @@ def _inputs(batch, steps, m, n, gated, dtype, seed, h0_nonzero=True):
     return x, weight_ih, bias, matrix, h0
 
 
-def _outputs_and_grads(backend, args, eps, gated, seed, device=torch.device("cpu")):
+def _outputs_and_grads(backend, args, eps, gated, seed, device="cpu"):
     inputs = [t for t in args if t.requires_grad]
     x, weight_ih, bias, matrix, h0 = (t.to(device) for t in args)
     states = recurrence(x, weight_ih, bias, matrix, eps, gated, h0, backend)
@@ -52,7 +52,7 @@ def test_backend_matches_reference(backend, gated, shape):
     states, grads = _outputs_and_grads(backend, args, 0.2, gated, 0, DEVICE)
     torch.testing.assert_close(states, ref_states, rtol=1e-5, atol=1e-5)
     names = ["x", "weight_ih", "bias", "matrix", "h0"]
-    for name, g, ref in zip(names, grads, ref_grads):
+    for name, g, ref in zip(names, grads, ref_grads, strict=True):
         torch.testing.assert_close(g, ref, rtol=1e-4, atol=1e-5, msg=f"d{name}")
 
 

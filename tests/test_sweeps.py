@@ -9,7 +9,8 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from arnn.collect import collect, main as collect_main
+from arnn.collect import collect
+from arnn.collect import main as collect_main
 from tests.conftest import compose_cfg, run_cli
 
 SIGMA_W = ["0", "1", "2", "4", "8", "16"]

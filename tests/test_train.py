@@ -27,7 +27,8 @@ def test_default_run_end_to_end(tmp_path):
     assert 0.0 <= result["test_accuracy"] <= result["best_test_accuracy"] <= 1.0
     assert [e[0] for e in result["evaluations"]] == [30, 60]
     assert result["wall_time_s"] > 0
-    assert (out / ".hydra" / "config.yaml").is_file() and (out / "checkpoints" / "last.pt").is_file()
+    assert (out / ".hydra" / "config.yaml").is_file()
+    assert (out / "checkpoints" / "last.pt").is_file()
     assert "eval step 60" in (out / "train.log").read_text()
 
 
@@ -70,7 +71,7 @@ def test_valid_config_passes():
 
 CLI_CASES = [
     ("model.eps=0", "model.eps=0.0 is invalid: must be a number > 0"),
-    ("model=transformer", "model='transformer' is invalid: allowed: ablation, arnn, gated_arnn, lstm"),
+    ("model=rnn", "model='rnn' is invalid: allowed: ablation, arnn, gated_arnn, lstm"),
     ("dataset=imagenet", "dataset='imagenet' is invalid: allowed: cifar10, digits"),
     ("optimizer=adam", "optimizer='adam' is invalid: allowed: adagrad, sgd"),
     ("device=cuda", "device='cuda' is invalid: no CUDA GPU"),

@@ -12,6 +12,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -37,6 +38,12 @@ class TanhRNNCell(RecurrentCell):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.rnn(x)[0].transpose(0, 1)
+
+
+def training_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+    """What is timed: forward, cross-entropy on the last state's logits, backward."""
+    model.zero_grad(set_to_none=True)
+    F.cross_entropy(model(x), y).backward()
 
 
 def _timer(device: torch.device) -> Callable[[Callable[[], None], int, int], float]:
@@ -91,12 +98,7 @@ def run_benchmark(
         y = torch.randint(0, 10, (batch,), generator=g).to(device)
         times = {}
         for impl, model in competitors(m, n, device, backends).items():
-
-            def step(model: nn.Module = model) -> None:
-                model.zero_grad(set_to_none=True)
-                F.cross_entropy(model(x), y).backward()
-
-            times[impl] = time_ms(step, warmup, repeat)
+            times[impl] = time_ms(partial(training_step, model, x, y), warmup, repeat)
         for impl, ms in times.items():
             ratio_lstm, ratio_rnn = ms / times["nn.LSTM"], ms / times["nn.RNN"]
             rows.append({
@@ -137,13 +139,9 @@ def tune_triton(device: torch.device, shapes: list[tuple[int, int, int]], warmup
         reference = SequenceClassifier(build_cell("gated_arnn", m, n, backend="torch"), 10)
         reference = reference.to(device)
 
-        def step(model: nn.Module) -> None:
-            model.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x), y).backward()
-
-        rnn_ms = time_ms(lambda: step(rnn), warmup, repeat)
-        lstm_ms = time_ms(lambda: step(lstm), warmup, repeat)
-        step(reference)
+        rnn_ms = time_ms(partial(training_step, rnn, x, y), warmup, repeat)
+        lstm_ms = time_ms(partial(training_step, lstm, x, y), warmup, repeat)
+        training_step(reference, x, y)
         ref_grads = [p.grad.clone() for p in reference.parameters()]
         for variant in _triton_variants(n):
             triton_backend.tuning.clear()
@@ -154,12 +152,12 @@ def tune_triton(device: torch.device, shapes: list[tuple[int, int, int]], warmup
             row: dict = {"shape": f"T{steps}_m{m}_n{n}", **variant, "rnn_ms": round(rnn_ms, 4),
                          "lstm_ms": round(lstm_ms, 4)}
             try:
-                step(model)
+                training_step(model, x, y)
                 row["grad_err"] = max(
                     ((p.grad - r).abs().max() / r.abs().max().clamp_min(1e-30)).item()
-                    for p, r in zip(model.parameters(), ref_grads)
+                    for p, r in zip(model.parameters(), ref_grads, strict=True)
                 )
-                row["ms"] = round(time_ms(lambda: step(model), warmup, repeat), 4)
+                row["ms"] = round(time_ms(partial(training_step, model, x, y), warmup, repeat), 4)
                 row["x_rnn"] = round(row["ms"] / rnn_ms, 3)
                 row["x_lstm"] = round(row["ms"] / lstm_ms, 3)
             except Exception as e:  # noqa: BLE001 - a variant that does not compile or fit

@@ -57,7 +57,10 @@ def check_group_choices(args: list[str], config_dir: Path) -> None:
 def _remove_if_only_hydra_files(run_dir: Path) -> None:
     """Hydra creates the run directory before the task starts; a run refused for a bad value
     takes away what Hydra wrote, and nothing else."""
-    if run_dir.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()):
+    if not run_dir.is_dir():
+        return
+    only_hydra = all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir())
+    if only_hydra:
         logging.shutdown()
         shutil.rmtree(run_dir, ignore_errors=True)
 

@@ -227,7 +227,7 @@ def sensitivity_figure(jobs: list[Job], path: Path, metric: str) -> list[str]:
     panels = swept or ["lr"]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), squeeze=False)
     tasks = sorted({(j.dataset, j.model) for j in done})
-    for ax, key in zip(axes[0], panels):
+    for ax, key in zip(axes[0], panels, strict=True):
         categorical = any(isinstance(j.hyper[key], str) for j in done)
         for i, task in enumerate(tasks):
             pts = [(j.hyper[key], j.metric(metric) or 0.0) for j in done

@@ -87,7 +87,7 @@ def plot_figure1(out: Path) -> list[Path]:
     grid = np.linspace(-1.5, 1.5, 21)
     gx, gy = np.meshgrid(grid, grid)
     points = torch.tensor(np.stack([gx.ravel(), gy.ravel()], axis=1))
-    for ax, system in zip(axes.ravel(), figure1_systems()):
+    for ax, system in zip(axes.ravel(), figure1_systems(), strict=True):
         with torch.no_grad():
             flow = (system.step(points, 1)[0] - points).numpy()  # one step's displacement
         ax.quiver(gx, gy, flow[:, 0].reshape(gx.shape), flow[:, 1].reshape(gx.shape),
