@@ -191,6 +191,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backends", default=None,
                         help="comma list among reference,torch,triton (default: all that run "
                              "on the device; reference only with --quick)")
+    parser.add_argument("--shapes", default=None,
+                        help="comma list of T:m:n (default: the paper's three shapes)")
     parser.add_argument("--repeat", type=int, default=None)
     parser.add_argument("--tune", action="store_true",
                         help="time launch variants of the triton backend instead")
@@ -208,6 +210,8 @@ def main(argv: list[str] | None = None) -> None:
             backends.append("triton")
     repeat = args.repeat or (20 if device.type == "cuda" else 3)
     shapes = QUICK_SHAPES if args.quick else PAPER_SHAPES
+    if args.shapes:
+        shapes = [tuple(int(v) for v in s.split(":")) for s in args.shapes.split(",")]
     if args.tune:
         rows = tune_triton(device, shapes, warmup=2, repeat=repeat)
         if args.json:

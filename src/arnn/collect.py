@@ -117,7 +117,8 @@ def expected_jobs(sweep_dir: Path) -> int | None:
 
     register_configs()  # the sweep configs' resolvers
     cfg = OmegaConf.load(path)
-    params = OmegaConf.to_container(cfg.hydra.sweeper.params or {}, resolve=True)
+    node = cfg.hydra.sweeper.params
+    params = OmegaConf.to_container(node, resolve=True) if node else {}
     args = [f"{k}={v}" for k, v in params.items()] + list(cfg.hydra.overrides.task or [])
     grid: dict[str, int] = {}
     for override in OverridesParser.create().parse_overrides(args):

@@ -211,7 +211,8 @@ class Trainer:
         save_atomic(self.state_dict(), self.run_dir / CHECKPOINT)
 
     # --- training --------------------------------------------------------------------------
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One optimiser step; returns the (detached) loss without reading it back."""
         logits = self.model(x)
         loss = F.cross_entropy(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
@@ -235,6 +236,7 @@ class Trainer:
             self.win_grad += grad_norm
             self.win_correct += (logits.argmax(dim=-1) == y).sum()
             self.win_count += len(y)
+        return loss
 
     def diverged(self) -> bool:
         return bool(self.first_bad.item() >= 0)
