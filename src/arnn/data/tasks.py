@@ -1,0 +1,253 @@
+"""Tasks: datasets held on the training device as raw uint8 tensors and turned into (T, m)
+sequences one batch at a time.
+
+A `SequenceTask` stores each split as (N, T0, m) uint8 (MNIST 47 MB, CIFAR-10 150 MB) and
+builds float sequences per batch on the device: scale and standardise, optionally permute the
+steps (pMNIST), optionally append fresh Gaussian noise steps (noise-padded CIFAR-10). Batches are
+drawn by indexing the device tensors; no DataLoader, no worker processes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch import Tensor
+
+from arnn.data.files import (
+    CIFAR10_FOLDER,
+    CIFAR10_TEST,
+    CIFAR10_TRAIN,
+    MNIST_FILES,
+    DataError,
+    cifar10_missing,
+    download_or_explain,
+    find_idx_files,
+    load_cifar10,
+    load_idx_dataset,
+)
+
+FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian's package
+
+
+def pixel_permutation(num_pixels: int, seed: int) -> Tensor:
+    """The fixed pMNIST permutation: a bijection of all pixel positions drawn from `seed`."""
+    return torch.randperm(num_pixels, generator=torch.Generator().manual_seed(seed))
+
+
+class SequenceTask:
+    """A classification task over sequences (B, T, m), with both splits on `device`."""
+
+    def __init__(
+        self,
+        name: str,
+        train: tuple[np.ndarray, np.ndarray],
+        test: tuple[np.ndarray, np.ndarray],
+        *,
+        scale: float,
+        mean: np.ndarray,
+        std: np.ndarray,
+        device: torch.device,
+        permutation: Tensor | None = None,
+        noise_steps: int = 0,
+        noise_seed: int = 0,
+        num_classes: int = 10,
+    ) -> None:
+        """train/test: (images (N, T0, m) uint8, labels (N,)). Model input per step:
+        (stored * scale - mean) / std, with mean and std of length m."""
+        self.name, self.device, self.num_classes = name, device, num_classes
+        train_x, test_x = train[0], test[0]
+        self.input_size = train_x.shape[2]
+        self.seq_len = train_x.shape[1] + noise_steps
+        self.mean, self.std = mean, std
+        self._mul = torch.tensor(scale / std, dtype=torch.float32, device=device)
+        self._add = torch.tensor(-mean / std, dtype=torch.float32, device=device)
+        self.permutation = permutation.to(device) if permutation is not None else None
+        self.noise_steps, self.noise_seed = noise_steps, noise_seed
+        self.train_x = torch.as_tensor(np.ascontiguousarray(train_x)).to(device)
+        self.train_y = torch.as_tensor(train[1], dtype=torch.int64).to(device)
+        self.test_x = torch.as_tensor(np.ascontiguousarray(test_x)).to(device)
+        self.test_y = torch.as_tensor(test[1], dtype=torch.int64).to(device)
+        # Training noise is fresh on every use; the test noise restarts from noise_seed for each
+        # evaluation, so evaluations are repeatable.
+        self.train_noise = torch.Generator(device=device)
+        self.test_noise = torch.Generator(device=device)
+
+    @property
+    def num_train(self) -> int:
+        return len(self.train_y)
+
+    @property
+    def num_test(self) -> int:
+        return len(self.test_y)
+
+    def seed(self, seed: int) -> None:
+        self.train_noise.manual_seed(seed)
+
+    def sequences(self, raw: Tensor, noise: torch.Generator | None = None) -> Tensor:
+        """Stored examples (B, T0, m) -> float sequences (B, T, m)."""
+        x = raw.float() * self._mul + self._add
+        if self.permutation is not None:
+            x = x[:, self.permutation]
+        if self.noise_steps:
+            gen = noise if noise is not None else self.train_noise
+            pad = torch.randn(
+                x.shape[0], self.noise_steps, self.input_size, generator=gen, device=x.device
+            )
+            x = torch.cat([x, pad], dim=1)
+        return x
+
+    def train_batch(self, index: Tensor) -> tuple[Tensor, Tensor]:
+        return self.sequences(self.train_x[index], self.train_noise), self.train_y[index]
+
+    def test_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        self.test_noise.manual_seed(self.noise_seed)
+        for start in range(0, self.num_test, batch_size):
+            sl = slice(start, start + batch_size)
+            yield self.sequences(self.test_x[sl], self.test_noise), self.test_y[sl]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"train_noise": self.train_noise.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.train_noise.set_state(state["train_noise"])
+
+    def describe(self) -> dict[str, Any]:
+        """What a result must record to be audited: sizes and preprocessing."""
+        return {
+            "name": self.name,
+            "seq_len": self.seq_len,
+            "input_size": self.input_size,
+            "num_train": self.num_train,
+            "num_test": self.num_test,
+            "mean": [float(v) for v in self.mean],
+            "std": [float(v) for v in self.std],
+        }
+
+    def save_artifacts(self, run_dir: Path) -> None:
+        """Write what a run's result depends on (the pMNIST permutation) into the run dir."""
+        if self.permutation is not None:
+            perm = self.permutation.cpu().tolist()
+            (run_dir / "permutation.json").write_text(json.dumps(perm))
+
+
+def _limit(split: tuple[np.ndarray, np.ndarray], limit: int | None) -> tuple[np.ndarray, ...]:
+    return split if limit is None else (split[0][:limit], split[1][:limit])
+
+
+def _digits(cfg: DictConfig) -> dict[str, np.ndarray]:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = digits.images.astype(np.uint8)  # values 0..16
+    x_train, x_test, y_train, y_test = train_test_split(
+        images,
+        digits.target.astype(np.int64),
+        test_size=cfg.test_fraction,
+        random_state=cfg.split_seed,
+        stratify=digits.target,
+    )
+    return {"train_images": x_train, "train_labels": y_train,
+            "test_images": x_test, "test_labels": y_test}
+
+
+def _idx(cfg: DictConfig, root: Path, torchvision_name: str) -> dict[str, np.ndarray]:
+    files = find_idx_files(root, torchvision_name)
+    if files is None:
+        import torchvision
+
+        fetch_cls = getattr(torchvision.datasets, torchvision_name)
+        download_or_explain(
+            lambda: fetch_cls(root=str(root), train=True, download=True),
+            cfg.name,
+            [f"{n}[.gz]" for n in MNIST_FILES.values()],
+            f"{root} (or {root / torchvision_name / 'raw'})",
+            cfg.download,
+        )
+        files = find_idx_files(root, torchvision_name)
+        if files is None:
+            raise DataError(f"{cfg.name}: download finished but the IDX files are not in {root}")
+    return load_idx_dataset(files, (28, 28))
+
+
+def _cifar10(cfg: DictConfig, root: Path) -> dict[str, np.ndarray]:
+    folder = root / CIFAR10_FOLDER
+    if cifar10_missing(folder):
+        import torchvision
+
+        download_or_explain(
+            lambda: torchvision.datasets.CIFAR10(root=str(root), train=True, download=True),
+            cfg.name,
+            CIFAR10_TRAIN + CIFAR10_TEST,
+            str(folder),
+            cfg.download,
+        )
+    return load_cifar10(folder)
+
+
+def _load(cfg: DictConfig, data_dir: str | Path) -> tuple[dict[str, np.ndarray], float]:
+    """Both splits as images (N, H, W[, C]) uint8, and the factor that maps them to [0, 1]."""
+    name = cfg.name
+    root = Path(cfg.path if cfg.path else data_dir).expanduser()
+    if name == "digits":
+        return _digits(cfg), 1.0 / 16  # scikit-learn's digits take values 0..16
+    if name in ("mnist", "pmnist"):
+        return _idx(cfg, root, "MNIST"), 1.0 / 255
+    if name == "fashion_mnist":
+        if not cfg.path and not find_idx_files(root, "FashionMNIST"):
+            if FASHION_MNIST_SYSTEM_DIR.is_dir():
+                root = FASHION_MNIST_SYSTEM_DIR
+        return _idx(cfg, root, "FashionMNIST"), 1.0 / 255
+    if name in ("cifar10", "noise_cifar10"):
+        return _cifar10(cfg, root), 1.0 / 255
+    raise DataError(f"dataset={name!r} is invalid")
+
+
+def build_task(cfg: DictConfig, data_dir: str | Path, device: torch.device) -> SequenceTask:
+    """The task named by the dataset config, loaded onto `device`."""
+    arrays, scale = _load(cfg, data_dir)
+    name = cfg.name
+    train_images = arrays["train_images"]
+    channels = train_images.shape[3] if train_images.ndim == 4 else 1
+    # Per-channel statistics of the whole training split (before train_limit), in [0, 1] units.
+    if cfg.standardize:
+        values = train_images.reshape(-1, channels).astype(np.float64) * scale
+        mean, std = values.mean(axis=0), values.std(axis=0)
+        std[std == 0] = 1.0
+    else:
+        mean, std = np.zeros(channels), np.ones(channels)
+
+    def as_sequences(images: np.ndarray) -> np.ndarray:
+        if name == "noise_cifar10":  # one image row per step: 32 pixels x 3 channels
+            return images.reshape(len(images), images.shape[1], -1)
+        return images.reshape(len(images), -1, channels)  # one pixel per step, scan-line order
+
+    train = _limit((as_sequences(train_images), arrays["train_labels"]), cfg.train_limit)
+    test = _limit((as_sequences(arrays["test_images"]), arrays["test_labels"]), cfg.test_limit)
+    steps, step_size = train[0].shape[1:]
+    repeat = step_size // channels  # a row step holds 32 pixels, each with the same statistics
+    noise_steps = cfg.seq_len - steps if name == "noise_cifar10" else 0
+    if steps + noise_steps != cfg.seq_len or step_size != cfg.input_size:
+        raise DataError(
+            f"dataset {name}: the files give {steps} steps of {step_size} values but the config "
+            f"says seq_len={cfg.seq_len}, input_size={cfg.input_size}"
+        )
+    return SequenceTask(
+        name,
+        train,
+        test,
+        scale=scale,
+        mean=np.tile(mean, repeat),
+        std=np.tile(std, repeat),
+        device=device,
+        permutation=pixel_permutation(steps, cfg.permutation_seed) if name == "pmnist" else None,
+        noise_steps=noise_steps,
+        noise_seed=cfg.noise_seed,
+        num_classes=cfg.num_classes,
+    )
