@@ -168,6 +168,75 @@ def tune_triton(device: torch.device, shapes: list[tuple[int, int, int]], warmup
     return rows
 
 
+def loop_overhead(overrides: list[str], steps: int) -> dict:
+    """The runner's loop against a bare forward + backward + optimiser step on one fixed batch
+    (same model, same device), and the cost of building a batch. The runner's cost per step is
+    (time of `Trainer.fit` for 2N steps - time for N steps) / N: the evaluation and checkpoint
+    at the end of both runs cancel out; logging, divergence checks and batching stay in."""
+    import tempfile
+
+    from arnn.cli import compose_config
+    from arnn.config import validate
+    from arnn.monitor import Monitor
+    from arnn.runner import Trainer, config_fingerprint
+
+    def trainer_for(total: int, tmp: Path) -> Trainer:
+        cfg = compose_config([*overrides, f"train.steps={total}", f"train.eval_every={total}",
+                              f"train.checkpoint_every={total}"])
+        validate(cfg)
+        return Trainer(cfg, tmp, config_fingerprint(cfg))
+
+    def fit_ms(trainer: Trainer, run_dir: Path) -> float:
+        monitor = Monitor(run_dir, trainer.cfg.train.steps, 0)
+        sync()
+        t0 = time.perf_counter()
+        status = trainer.fit(monitor)
+        sync()
+        monitor.close()
+        if status != "completed":  # a run cut short would time fewer steps than asked
+            raise RuntimeError(f"the timed run {status} at step {trainer.step}: lower the lr")
+        return (time.perf_counter() - t0) * 1e3
+
+    with tempfile.TemporaryDirectory() as tmp:
+        # Warm-up: a short run through every code path (kernel compilation for the training
+        # and evaluation shapes, LAPACK for the eigenvalues, first checkpoint, first event).
+        warm = trainer_for(2, Path(tmp) / "warm")
+        sync = torch.cuda.synchronize if warm.device.type == "cuda" else (lambda: None)
+        fit_ms(warm, Path(tmp) / "warm")
+        model, optimizer, task = warm.model, warm.optimizer, warm.task
+        x, y = task.train_batch(warm.sampler.next())
+
+        def timed(fn: Callable[[], object]) -> float:
+            sync()
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                fn()
+            sync()
+            return (time.perf_counter() - t0) * 1e3 / steps
+
+        def bare() -> None:
+            training_step(model, x, y)
+            optimizer.step()
+
+        bare_ms = timed(bare)
+        batch_ms = timed(lambda: task.train_batch(warm.sampler.next()))
+        fits = {total: fit_ms(trainer_for(total, Path(tmp) / str(total)), Path(tmp) / str(total))
+                for total in (steps, 2 * steps)}
+        trainer = warm
+    loop_ms = (fits[2 * steps] - fits[steps]) / steps
+    row = {
+        "config": " ".join(overrides), "device": device_name(trainer.device),
+        "backend": getattr(trainer.model.cell, "backend", "torch.nn"),
+        "steps": steps, "bare_step_ms": round(bare_ms, 4), "batch_ms": round(batch_ms, 4),
+        "runner_step_ms": round(loop_ms, 4),
+        "overhead": round(loop_ms / bare_ms - 1, 4), "batch_share": round(batch_ms / bare_ms, 4),
+    }
+    print(f"{row['config']}: bare step {bare_ms:.3f} ms, runner step {loop_ms:.3f} ms "
+          f"(overhead {100 * row['overhead']:+.1f}%), building a batch {batch_ms:.3f} ms "
+          f"({100 * row['batch_share']:.2f}% of a step)", flush=True)
+    return row
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -196,6 +265,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=None)
     parser.add_argument("--tune", action="store_true",
                         help="time launch variants of the triton backend instead")
+    parser.add_argument("--loop", action="append", default=[], metavar="OVERRIDES",
+                        help="measure the runner's loop overhead for this config (space-"
+                             "separated train.py overrides; repeatable) instead")
+    parser.add_argument("--loop-steps", type=int, default=200)
     parser.add_argument("--json", type=Path, default=None, help="save the rows as JSON")
     parser.add_argument("--markdown", type=Path, default=None, help="save a markdown table")
     args = parser.parse_args(argv)
@@ -212,6 +285,11 @@ def main(argv: list[str] | None = None) -> None:
     shapes = QUICK_SHAPES if args.quick else PAPER_SHAPES
     if args.shapes:
         shapes = [tuple(int(v) for v in s.split(":")) for s in args.shapes.split(",")]
+    if args.loop:
+        rows = [loop_overhead(spec.split(), args.loop_steps) for spec in args.loop]
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=2) + "\n")
+        return
     if args.tune:
         rows = tune_triton(device, shapes, warmup=2, repeat=repeat)
         if args.json:

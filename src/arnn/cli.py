@@ -28,6 +28,16 @@ def default_config_dir() -> Path:
     return repo_conf if repo_conf.is_dir() else Path.cwd() / "conf"
 
 
+def compose_config(overrides: list[str], config_dir: Path | None = None) -> DictConfig:
+    """The config `python train.py <overrides>` would run (for scripts and tools)."""
+    from hydra import compose, initialize_config_dir
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(config_dir or default_config_dir()),
+                               version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
 def check_group_choices(args: list[str], config_dir: Path) -> None:
     """Reject an unknown model/dataset/optimizer/sweep name in one line, before Hydra starts
     (Hydra's own message spans a page)."""

@@ -8,21 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from arnn.checkpoint import load_checkpoint
-from arnn.cli import default_config_dir
+from arnn.cli import compose_config
 from arnn.config import register_configs, resolve_device, validate
 from arnn.data import build_task
 from arnn.figures import gradient_flow, plot_gradient_flow
 from arnn.runner import CHECKPOINT, build_model, seed_everything
-
-
-def compose_config(overrides: list[str]) -> DictConfig:
-    register_configs()
-    with initialize_config_dir(config_dir=str(default_config_dir()), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
 
 
 def curves(configs: dict[str, tuple[DictConfig, Path | None]], batch: int,

@@ -7,7 +7,6 @@ artifacts (pMNIST: permutation.json) and Hydra's .hydra/ and job log.
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from pathlib import Path
@@ -154,6 +153,8 @@ class Trainer:
             self.task.num_train, cfg.train.batch_size, cfg.seed, self.device
         )
         self.step = 0
+        self.diverged_step: int | None = None
+        self.last_finite_loss: float | None = None
         self.best: float | None = None
         self.last: float | None = None
         self.evaluations: list[list[float]] = []
@@ -162,15 +163,20 @@ class Trainer:
         self._reset_window()
 
     # --- state -----------------------------------------------------------------------------
-    def _reset_window(self) -> None:
-        """Device-side sums since the last log line: no host sync on ordinary steps."""
-        zero = torch.zeros((), device=self.device)
-        self.win_loss, self.win_correct, self.win_grad = zero.clone(), zero.clone(), zero.clone()
-        self.win_count = 0
-        self.win_start, self.win_start_step = time.perf_counter(), self.step
-        if not hasattr(self, "first_bad"):
-            self.first_bad = torch.full((), -1, dtype=torch.int64, device=self.device)
-            self.last_finite_loss = torch.full((), math.nan, device=self.device)
+    def _reset_window(self, rows: torch.Tensor | None = None, examples: int = 0) -> None:
+        """Per-step (loss, grad norm, correct predictions) since the last log line, written
+        into a device buffer: ordinary steps never wait for the device."""
+        self.window = torch.zeros(self.cfg.train.log_every, 3, device=self.device)
+        if rows is not None:
+            self.window[: len(rows)] = rows.to(self.device)
+        self.win_examples = examples
+        self.win_start, self.win_start_step = time.perf_counter(), self.step - (
+            0 if rows is None else len(rows)
+        )
+
+    def _window_rows(self) -> torch.Tensor:
+        """The current window's rows, read back to the host (one synchronisation)."""
+        return self.window[: self.step - self.win_start_step].cpu()
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -186,7 +192,8 @@ class Trainer:
             "last": self.last,
             "evaluations": self.evaluations,
             "wall_time_s": self.elapsed(),
-            "last_finite_loss": self.last_finite_loss.item(),
+            "last_finite_loss": self.last_finite_loss,
+            "window": (self._window_rows(), self.win_examples),
         }
 
     def load_state_dict(self, path: Path, state: dict[str, Any]) -> None:
@@ -200,9 +207,9 @@ class Trainer:
         self.step, self.best, self.last = state["step"], state["best"], state["last"]
         self.evaluations = state["evaluations"]
         self.wall_time_s = state["wall_time_s"]
-        self.last_finite_loss.fill_(state["last_finite_loss"])
+        self.last_finite_loss = state["last_finite_loss"]
         self._session_start = time.perf_counter()
-        self._reset_window()
+        self._reset_window(*state["window"])
 
     def elapsed(self) -> float:
         return self.wall_time_s + time.perf_counter() - self._session_start
@@ -217,43 +224,50 @@ class Trainer:
         loss = F.cross_entropy(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        params = [p for p in self.model.parameters() if p.grad is not None]
         clip = self.cfg.train.grad_clip
-        grad_norm = torch.nn.utils.clip_grad_norm_(
-            self.model.parameters(), clip if clip is not None else math.inf
-        )
+        if clip is None:
+            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+        else:
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
         self.optimizer.step()
-        self.step += 1
+        loss = loss.detach()
         with torch.no_grad():
-            loss = loss.detach()
-            finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
-            self.first_bad = torch.where(
-                (~finite) & (self.first_bad < 0), self.step, self.first_bad
-            )
-            self.last_finite_loss = torch.where(
-                finite & (self.first_bad < 0), loss, self.last_finite_loss
-            )
-            self.win_loss += loss
-            self.win_grad += grad_norm
-            self.win_correct += (logits.argmax(dim=-1) == y).sum()
-            self.win_count += len(y)
+            correct = (logits.argmax(dim=-1) == y).sum(dtype=torch.float32)
+            row = self.window[self.step - self.win_start_step]
+            torch.stack((loss, grad_norm, correct), out=row)
+        self.win_examples += len(y)
+        self.step += 1
         return loss
 
     def diverged(self) -> bool:
-        return bool(self.first_bad.item() >= 0)
+        """Whether a loss or gradient norm of the window is not finite (reads the window back;
+        called at log, evaluation and checkpoint steps only). Records the step and the last
+        finite loss."""
+        rows = self._window_rows()
+        finite = torch.isfinite(rows[:, :2]).all(dim=1)
+        bad = (~finite).nonzero()
+        good = rows[: int(bad[0]) if len(bad) else len(rows), 0]
+        if len(good):
+            self.last_finite_loss = float(good[-1])
+        if len(bad):
+            self.diverged_step = self.win_start_step + int(bad[0]) + 1
+        return bool(len(bad))
 
     def log_window(self, monitor: Monitor) -> None:
-        steps_done = self.step - self.win_start_step
+        rows = self._window_rows()
+        steps_done = len(rows)
         if steps_done == 0:
             return
         now = time.perf_counter()
+        loss, grad_norm, correct = rows.sum(dim=0).tolist()
         stats = {
-            "train/loss": self.win_loss.item() / steps_done,
-            "train/accuracy": self.win_correct.item() / max(self.win_count, 1),
-            "train/grad_norm": self.win_grad.item() / steps_done,
+            "train/loss": loss / steps_done,
+            "train/accuracy": correct / max(self.win_examples, 1),
+            "train/grad_norm": grad_norm / steps_done,
             "train/lr": self.optimizer.param_groups[0]["lr"],
             "train/steps_per_s": steps_done / max(now - self.win_start, 1e-9),
         }
-        stats.update(recurrent_spectrum(self.model))
         monitor.scalars(self.step, stats)
         monitor.progress(
             self.step,
@@ -269,7 +283,12 @@ class Trainer:
         self.last = accuracy
         self.best = accuracy if self.best is None else max(self.best, accuracy)
         self.evaluations.append([self.step, accuracy])
-        monitor.scalars(self.step, {"test/accuracy": accuracy, "test/loss": loss})
+        # The spectrum needs a host eigensolver (tens of ms at n=256): done at evaluations,
+        # where it is small beside the evaluation itself, not at every log line.
+        monitor.scalars(
+            self.step,
+            {"test/accuracy": accuracy, "test/loss": loss, **recurrent_spectrum(self.model)},
+        )
         if self.cfg.train.gradient_flow:
             x, y = next(self.task.test_batches(32))
             norms = gradient_flow(self.model, x, y)
@@ -328,16 +347,12 @@ class Trainer:
             test_limit=cfg.dataset.test_limit,
             num_train=self.task.num_train,
             num_test=self.task.num_test,
-            diverged_step=int(self.first_bad.item()) if diverged else None,
-            last_finite_loss=_finite_or_none(self.last_finite_loss.item()),
+            diverged_step=self.diverged_step if diverged else None,
+            last_finite_loss=self.last_finite_loss,
             error=error,
             evaluations=self.evaluations,
             config=self.fingerprint,
         )
-
-
-def _finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
 
 
 def hparams_of(cfg: DictConfig) -> dict[str, Any]:
