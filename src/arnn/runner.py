@@ -165,14 +165,14 @@ class Trainer:
     # --- state -----------------------------------------------------------------------------
     def _reset_window(self, rows: torch.Tensor | None = None, examples: int = 0) -> None:
         """Per-step (loss, grad norm, correct predictions) since the last log line, written
-        into a device buffer: ordinary steps never wait for the device."""
-        self.window = torch.zeros(self.cfg.train.log_every, 3, device=self.device)
+        into a device buffer: ordinary steps never wait for the device. Restored rows (a
+        resumed window) leave room for a full window after them."""
+        restored = 0 if rows is None else len(rows)
+        self.window = torch.zeros(self.cfg.train.log_every + restored, 3, device=self.device)
         if rows is not None:
             self.window[: len(rows)] = rows.to(self.device)
         self.win_examples = examples
-        self.win_start, self.win_start_step = time.perf_counter(), self.step - (
-            0 if rows is None else len(rows)
-        )
+        self.win_start, self.win_start_step = time.perf_counter(), self.step - restored
 
     def _window_rows(self) -> torch.Tensor:
         """The current window's rows, read back to the host (one synchronisation)."""

@@ -89,15 +89,14 @@ class SequenceTask:
     def seed(self, seed: int) -> None:
         self.train_noise.manual_seed(seed)
 
-    def sequences(self, raw: Tensor, noise: torch.Generator | None = None) -> Tensor:
-        """Stored examples (B, T0, m) -> float sequences (B, T, m)."""
+    def sequences(self, raw: Tensor, noise: torch.Generator) -> Tensor:
+        """Stored examples (B, T0, m) -> float sequences (B, T, m); padding drawn from `noise`."""
         x = raw.float() * self._mul + self._add
         if self.permutation is not None:
             x = x[:, self.permutation]
         if self.noise_steps:
-            gen = noise if noise is not None else self.train_noise
             pad = torch.randn(
-                x.shape[0], self.noise_steps, self.input_size, generator=gen, device=x.device
+                x.shape[0], self.noise_steps, self.input_size, generator=noise, device=x.device
             )
             x = torch.cat([x, pad], dim=1)
         return x
@@ -116,18 +115,6 @@ class SequenceTask:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.train_noise.set_state(state["train_noise"])
-
-    def describe(self) -> dict[str, Any]:
-        """What a result must record to be audited: sizes and preprocessing."""
-        return {
-            "name": self.name,
-            "seq_len": self.seq_len,
-            "input_size": self.input_size,
-            "num_train": self.num_train,
-            "num_test": self.num_test,
-            "mean": [float(v) for v in self.mean],
-            "std": [float(v) for v in self.std],
-        }
 
     def save_artifacts(self, run_dir: Path) -> None:
         """Write what a run's result depends on (the pMNIST permutation) into the run dir."""

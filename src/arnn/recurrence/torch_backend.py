@@ -13,6 +13,13 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 
+def matrix_gradient(grad_pre_activation: Tensor, states: Tensor) -> Tensor:
+    """dL/dA = sum_t da_t^T h_{t-1} as one (n x T*B) @ (T*B x n) product; grad_pre_activation:
+    (T, B, n) = dL/d(A h_{t-1}), states: (T+1, B, n) with h_0 first."""
+    n = states.shape[-1]
+    return grad_pre_activation.reshape(-1, n).t() @ states[:-1].reshape(-1, n)
+
+
 class TorchRecurrence(torch.autograd.Function):
     """states = f(x_proj, matrix, h0); x_proj: (T, B, k*n) with k = 2 if gated else 1,
     matrix: (n, n), h0: (B, n). Returns states h_1..h_T as (T, B, n)."""
@@ -71,8 +78,8 @@ class TorchRecurrence(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_x = grad_pre.view(steps, batch, k * n)
         if ctx.needs_input_grad[1]:
-            da_all = grad_pre.sum(dim=2) if gated else grad_pre[:, :, 0]
-            grad_matrix = da_all.reshape(steps * batch, n).t() @ states[:-1].reshape(-1, n)
+            grad_matrix = matrix_gradient(grad_pre.sum(dim=2) if gated else grad_pre[:, :, 0],
+                                          states)
         if ctx.needs_input_grad[2]:
             grad_h0 = dh
         return grad_x, grad_matrix, grad_h0, None, None

@@ -22,6 +22,8 @@ import triton.language as tl
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from arnn.recurrence.torch_backend import matrix_gradient
+
 # Launch parameters; `tuning` overrides them (scripts/bench.py --tune tries variants).
 # block_b: batch rows per program (>= 16 uses tl.dot, fewer a reduction); hold: keep the matrix in
 # registers (default: while n_pad <= 128); block_k: rows of the matrix per streamed slice.
@@ -220,5 +222,4 @@ class TritonRecurrence(torch.autograd.Function):
             grad_states, matrix, acts, grad_pre, da, dh0, batch, steps, n, ctx.eps,
             GATED=ctx.gated, **config
         )
-        grad_matrix = da.view(steps * batch, n).t() @ states[:-1].reshape(-1, n)
-        return grad_pre, grad_matrix, dh0, None, None
+        return grad_pre, matrix_gradient(da, states), dh0, None, None
