@@ -11,9 +11,7 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from hydra import compose, initialize_config_dir  # noqa: E402
-
-from arnn.config import register_configs  # noqa: E402
+from arnn.cli import compose_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -23,10 +21,7 @@ MNIST_DIR = Path(os.environ.get("ARNN_TEST_MNIST", ROOT.parent / "shared" / "dat
 
 def compose_cfg(*overrides: str, return_hydra_config: bool = False):
     """The config `python train.py <overrides>` would run, composed through Hydra."""
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides),
-                       return_hydra_config=return_hydra_config)
+    return compose_config(list(overrides), CONF, return_hydra_config)
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300):

@@ -16,26 +16,29 @@ from omegaconf import DictConfig
 from arnn.config import ConfigError, register_configs
 from arnn.runner import USER_ERRORS, run
 
-log = logging.getLogger("arnn")
 GROUPS = ("model", "dataset", "optimizer", "sweep")
 
 
 def default_config_dir() -> Path:
-    """conf/ of the source checkout (editable install), else ./conf, else $ARNN_CONFIG_DIR."""
+    """$ARNN_CONFIG_DIR if set, else conf/ of the source checkout (editable install), else
+    ./conf."""
     if os.environ.get("ARNN_CONFIG_DIR"):
         return Path(os.environ["ARNN_CONFIG_DIR"]).resolve()
     repo_conf = Path(__file__).resolve().parents[2] / "conf"
     return repo_conf if repo_conf.is_dir() else Path.cwd() / "conf"
 
 
-def compose_config(overrides: list[str], config_dir: Path | None = None) -> DictConfig:
-    """The config `python train.py <overrides>` would run (for scripts and tools)."""
+def compose_config(
+    overrides: list[str], config_dir: Path | None = None, return_hydra_config: bool = False
+) -> DictConfig:
+    """The config `python train.py <overrides>` would run (for scripts, tools and tests)."""
     from hydra import compose, initialize_config_dir
 
     register_configs()
     with initialize_config_dir(config_dir=str(config_dir or default_config_dir()),
                                version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
+        return compose(config_name="train", overrides=overrides,
+                       return_hydra_config=return_hydra_config)
 
 
 def check_group_choices(args: list[str], config_dir: Path) -> None:
