@@ -138,3 +138,13 @@ def test_collect_counts_jobs_not_started_yet(tmp_path):
     assert missing == 1 and [j.status for j in jobs].count("running") == 1
     _, md = _collect_and_check(sweep, 3)
     assert "| 2 | 0 | 0 | 1 | 1 | 4 |" in md
+
+
+def test_slurm_launcher_config_is_ready():
+    cfg = compose_cfg("+sweep=appendix_c", "hydra/launcher=slurm",
+                      "hydra.launcher.partition=gpu", return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert launcher.partition == "gpu" and launcher.gpus_per_node == 1
+    assert launcher.array_parallelism == 64 and launcher.max_num_timeout == 20
+    assert launcher.timeout_min == 720

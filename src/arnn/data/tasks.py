@@ -91,7 +91,7 @@ class SequenceTask:
 
     def sequences(self, raw: Tensor, noise: torch.Generator) -> Tensor:
         """Stored examples (B, T0, m) -> float sequences (B, T, m); padding drawn from `noise`."""
-        x = raw.float() * self._mul + self._add
+        x = torch.addcmul(self._add, raw, self._mul)  # one kernel: uint8 -> scaled float32
         if self.permutation is not None:
             x = x[:, self.permutation]
         if self.noise_steps:
