@@ -222,11 +222,10 @@ def loop_overhead(overrides: list[str], steps: int) -> dict:
         batch_ms = timed(lambda: task.train_batch(warm.sampler.next()))
         fits = {total: fit_ms(trainer_for(total, Path(tmp) / str(total)), Path(tmp) / str(total))
                 for total in (steps, 2 * steps)}
-        trainer = warm
     loop_ms = (fits[2 * steps] - fits[steps]) / steps
     row = {
-        "config": " ".join(overrides), "device": device_name(trainer.device),
-        "backend": getattr(trainer.model.cell, "backend", "torch.nn"),
+        "config": " ".join(overrides), "device": device_name(warm.device),
+        "backend": getattr(warm.model.cell, "backend", "torch.nn"),
         "steps": steps, "bare_step_ms": round(bare_ms, 4), "batch_ms": round(batch_ms, 4),
         "runner_step_ms": round(loop_ms, 4),
         "overhead": round(loop_ms / bare_ms - 1, 4), "batch_share": round(batch_ms / bare_ms, 4),

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from arnn.checkpoint import load_checkpoint
 from arnn.cli import compose_config
 from arnn.config import register_configs, resolve_device, validate
-from arnn.data import build_task
+from arnn.data import SequenceTask, build_task
 from arnn.figures import gradient_flow, plot_gradient_flow
 from arnn.runner import CHECKPOINT, build_model, seed_everything
 
@@ -22,11 +22,16 @@ def curves(configs: dict[str, tuple[DictConfig, Path | None]], batch: int,
            data_dir: str | None) -> dict[str, np.ndarray]:
     """Name -> mean ||dL/dh_t|| for each (config, optional run directory)."""
     out = {}
+    tasks: dict[tuple[str, str, str], SequenceTask] = {}  # models on one dataset share it
     for name, (cfg, run_dir) in configs.items():
         validate(cfg)
         device = torch.device(resolve_device(cfg.device))
+        root = str(data_dir or cfg.data_dir)
+        key = (OmegaConf.to_yaml(cfg.dataset), root, str(device))
+        if key not in tasks:
+            tasks[key] = build_task(cfg.dataset, root, device)
+        task = tasks[key]
         seed_everything(cfg.seed)
-        task = build_task(cfg.dataset, data_dir or cfg.data_dir, device)
         model = build_model(cfg, task, device)
         if run_dir is not None:
             model.load_state_dict(load_checkpoint(run_dir / CHECKPOINT)["model"])

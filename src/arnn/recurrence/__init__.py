@@ -39,9 +39,8 @@ def triton_available(device: str | torch.device) -> bool:
 
 def resolve_backend(backend: str, device: str | torch.device) -> str:
     if backend == "auto":
-        return "triton" if torch.device(device).type == "cuda" and triton_available(device) else (
-            "torch"
-        )
+        on_gpu = torch.device(device).type == "cuda"
+        return "triton" if on_gpu and triton_available(device) else "torch"
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is invalid: allowed: auto, {', '.join(BACKENDS)}")
     return backend
