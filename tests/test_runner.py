@@ -11,7 +11,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from arnn.checkpoint import CheckpointError
+from arnn.checkpoint import CheckpointError, load_checkpoint, save_atomic
 from arnn.config import ConfigError
 from arnn.runner import CHECKPOINT, Trainer, run
 from tests.conftest import ROOT, compose_cfg, run_cli
@@ -47,7 +47,7 @@ def test_tensorboard_scalars_and_hparams_in_the_run_directory(tmp_path):
 
 
 def _checkpoint_params(run_dir):
-    return torch.load(run_dir / CHECKPOINT, weights_only=False)["model"]
+    return load_checkpoint(run_dir / CHECKPOINT)["model"]
 
 
 RESUME_ARGS = (*SMALL, "train.steps=400", "train.checkpoint_every=7", "train.log_every=10",
@@ -64,13 +64,13 @@ def test_kill_9_and_resume_is_bit_identical(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline:
         ckpt = killed / CHECKPOINT
-        if ckpt.exists() and torch.load(ckpt, weights_only=False)["step"] >= 50:
+        if ckpt.exists() and load_checkpoint(ckpt)["step"] >= 50:
             break
         time.sleep(0.05)
     time.sleep(0.13)  # land somewhere between checkpoints
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    state = torch.load(killed / CHECKPOINT, weights_only=False)
+    state = load_checkpoint(killed / CHECKPOINT)
     assert 50 <= state["step"] < 400, "the kill must land mid-training"
     assert json.loads((killed / "results.json").read_text())["status"] == "running"
     resumed = run_cli(*RESUME_ARGS, f"hydra.run.dir={killed}")
@@ -119,7 +119,7 @@ def test_truncated_checkpoint_is_reported_and_left_untouched(tmp_path):
     proc = run_cli(*SMALL, "train.steps=4", "train.checkpoint_every=2", f"hydra.run.dir={tmp_path}")
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and str(ckpt) in lines[0] and "unreadable" in lines[0], proc.stderr
+    assert len(lines) == 1 and str(ckpt) in lines[0] and "truncated" in lines[0], proc.stderr
     assert ckpt.read_bytes() == half
     assert json.loads((tmp_path / "results.json").read_text())["status"] == "failed"
 
@@ -129,9 +129,9 @@ def test_checkpoint_of_another_shape_is_refused(tmp_path):
     run(cfg, tmp_path)
     (tmp_path / "results.json").unlink()
     ckpt = tmp_path / CHECKPOINT
-    state = torch.load(ckpt, weights_only=False)
+    state = load_checkpoint(ckpt)
     state["model"]["head.weight"] = torch.zeros(10, 8)
-    torch.save(state, ckpt)
+    save_atomic(state, ckpt)
     saved = ckpt.read_bytes()
     with pytest.raises(CheckpointError, match=r"does not fit this model: head.weight"):
         run(cfg, tmp_path)

@@ -11,7 +11,7 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from arnn.config import ConfigError, register_configs
 from arnn.runner import USER_ERRORS, run
@@ -67,6 +67,11 @@ def check_group_choices(args: list[str], config_dir: Path) -> None:
                 raise ConfigError(f"{group}={value!r} is invalid: allowed: {', '.join(options)}")
 
 
+def one_line(error: Exception) -> str:
+    """An error's message on one line (exception texts quoted from files may hold newlines)."""
+    return " ".join(str(error).split())
+
+
 def _remove_if_only_hydra_files(run_dir: Path) -> None:
     """Hydra creates the run directory before the task starts; a run refused for a bad value
     takes away what Hydra wrote, and nothing else."""
@@ -78,16 +83,27 @@ def _remove_if_only_hydra_files(run_dir: Path) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def _save_hydra_files(cfg: DictConfig, run_dir: Path) -> None:
+    """What Hydra's run_job writes into .hydra/ (train.yaml sets hydra.output_subdir=null so that
+    Hydra does not): written only once the run holds its directory and accepted the config."""
+    hydra_cfg = HydraConfig.instance().cfg
+    out = run_dir / ".hydra"
+    out.mkdir(parents=True, exist_ok=True)
+    for name, node in (("config.yaml", cfg), ("hydra.yaml", hydra_cfg),
+                       ("overrides.yaml", hydra_cfg.hydra.overrides.task)):
+        (out / name).write_text(OmegaConf.to_yaml(node))
+
+
 def _task(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
-        return run(cfg, run_dir)
+        return run(cfg, run_dir, on_start=lambda: _save_hydra_files(cfg, run_dir))
     except USER_ERRORS as e:
         # In a sweep, let Hydra record this job as failed and carry on with the others.
         if hydra_cfg.mode == RunMode.MULTIRUN and not isinstance(e, ConfigError):
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         if isinstance(e, ConfigError) and hydra_cfg.mode == RunMode.RUN:
             _remove_if_only_hydra_files(run_dir)
         sys.exit(2)
@@ -99,6 +115,6 @@ def main(config_dir: str | Path | None = None) -> None:
     try:
         check_group_choices(sys.argv[1:], config_dir)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         sys.exit(2)
     hydra.main(version_base="1.3", config_path=str(config_dir), config_name="train")(_task)()

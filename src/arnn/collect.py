@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from arnn.results import RunResult
+from arnn.results import ResultsError, RunResult
 
 # Test accuracy reported in the paper (Tables 1 and 2), with units and parameter counts.
 PAPER = {
@@ -99,10 +99,14 @@ def read_job(job_dir: Path) -> Job:
     hyper["hidden_size"] = _resolve_hidden_size(cfg)
     if _select(cfg, "model.name") == "lstm":  # not parameters of the LSTM
         hyper["eps"] = hyper["gamma"] = None
-    result = RunResult.read(job_dir)
+    dataset, model = _select(cfg, "dataset.name"), _select(cfg, "model.name")
+    try:
+        result = RunResult.read(job_dir)
+    except ResultsError as e:  # listed as failed, with the reason, never dropped
+        result = RunResult("failed", str(model), str(dataset),
+                           str(_select(cfg, "optimizer.name")), error=str(e))
     status = result.status if result is not None else "missing"
-    return Job(job_dir, status, _select(cfg, "dataset.name"), _select(cfg, "model.name"),
-               hyper, result)
+    return Job(job_dir, status, dataset, model, hyper, result)
 
 
 def expected_jobs(sweep_dir: Path) -> int | None:

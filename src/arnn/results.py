@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from arnn.storage import write_atomic
 
 STATUSES = ("running", "completed", "diverged", "failed")
 # A run in one of these states is not trained again when started in the same directory.
 FINISHED = ("completed", "diverged")
 RESULTS_FILE = "results.json"
+
+
+class ResultsError(RuntimeError):
+    """A results.json that exists but cannot be used; the message names the file."""
 
 
 @dataclass
@@ -41,21 +46,37 @@ class RunResult:
     def write(self, run_dir: Path) -> Path:
         """Write atomically (temporary file + rename): readers never see half a file."""
         path = run_dir / RESULTS_FILE
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        os.replace(tmp, path)
+        write_atomic(path, (json.dumps(asdict(self), indent=2) + "\n").encode())
         return path
 
     @classmethod
     def read(cls, run_dir: Path) -> RunResult | None:
-        """The run's results, or None when it has none (yet) or they cannot be parsed."""
+        """The run's results, or None when it has none yet. A file that exists but is not a
+        results.json of this schema raises ResultsError naming it (results are written
+        atomically, so such a file was damaged or put there by hand)."""
         path = Path(run_dir) / RESULTS_FILE
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
+        if not path.exists():
             return None
+        try:
+            text = path.read_bytes()[: 64 << 20].decode()
+            data = json.loads(text)
+        except (OSError, ValueError) as e:
+            reason = e.strerror if isinstance(e, OSError) else f"not JSON: {e}"
+            raise ResultsError(f"{path} cannot be read ({reason}); move it away to go on") from None
+        if not isinstance(data, dict):
+            raise ResultsError(f"{path} is not a results.json (a JSON object was expected)")
+        status = data.get("status")
+        if status not in STATUSES:
+            raise ResultsError(
+                f"{path}: status {status!r} is invalid: allowed: {', '.join(STATUSES)}"
+            )
+        for name, kind in (("config", dict), ("evaluations", list), ("steps", int)):
+            if name in data and not isinstance(data[name], kind):
+                raise ResultsError(f"{path}: {name} is {type(data[name]).__name__}, "
+                                   f"expected {kind.__name__}")
         known = {f.name for f in fields(cls)}
-        try:
-            return cls(**{k: v for k, v in data.items() if k in known})
-        except TypeError:
-            return None
+        missing = [f.name for f in fields(cls) if f.name in ("model", "dataset", "optimizer")
+                   and f.name not in data]
+        if missing:
+            raise ResultsError(f"{path}: lacks {', '.join(missing)}")
+        return cls(**{k: v for k, v in data.items() if k in known})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,13 @@ from arnn.figures import gradient_flow, plot_gradient_flow
 from arnn.models import SequenceClassifier, build_cell, count_parameters
 from arnn.monitor import Monitor
 from arnn.recurrence import resolve_backend
-from arnn.results import FINISHED, RESULTS_FILE, RunResult
+from arnn.results import FINISHED, RESULTS_FILE, ResultsError, RunResult
+from arnn.storage import RunDirBusy, RunDirLock, WriteError
 
 log = logging.getLogger("arnn")
 
 # Errors whose message is the whole story for the user (no traceback needed).
-USER_ERRORS = (ConfigError, DataError, CheckpointError)
+USER_ERRORS = (ConfigError, DataError, CheckpointError, ResultsError, RunDirBusy, WriteError)
 CHECKPOINT = Path("checkpoints") / "last.pt"
 
 
@@ -93,9 +95,11 @@ def seed_everything(seed: int) -> None:
 
 
 def _rng_state() -> dict[str, Any]:
+    """Every global RNG state, as tensors and plain values (what a weights-only load reads)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
     return {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
     }
@@ -103,7 +107,8 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))
     torch.set_rng_state(state["torch"])
     if state["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -197,7 +202,6 @@ class Trainer:
         }
 
     def load_state_dict(self, path: Path, state: dict[str, Any]) -> None:
-        _check_same_run(path, state.get("fingerprint", {}), self.fingerprint)
         check_compatible(path, state["model"], self.model)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -370,16 +374,30 @@ def hparams_of(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
-def run(cfg: DictConfig, run_dir: str | Path) -> float:
+def run(cfg: DictConfig, run_dir: str | Path, on_start: Callable[[], None] | None = None) -> float:
     """Train and evaluate one configuration in `run_dir`; returns the best test accuracy (the
     sweep objective; 0.0 when there was no evaluation).
 
-    Bad values raise ConfigError before anything is written. A directory whose results.json
-    says completed or diverged is not trained again; one with a checkpoint resumes from it
-    (train.resume). Any exception after that leaves results.json with status 'failed'.
+    Bad values raise ConfigError before anything is written. The run holds the directory's lock
+    while it works: a second process on it raises RunDirBusy and changes nothing. A directory
+    whose results.json says completed or diverged is not trained again; one with a checkpoint
+    resumes from it (train.resume). Any exception after that leaves results.json with status
+    'failed' (when it can still be written). `on_start` is called once the run owns the
+    directory and its config is accepted, before anything else is written there (the Hydra
+    entry writes .hydra/ then, so a refused process never overwrites a running job's record).
     """
     validate(cfg)
     run_dir = Path(run_dir)
+    ckpt_path = run_dir / CHECKPOINT
+    if cfg.train.resume == "must" and not ckpt_path.is_file():
+        raise ConfigError(f"train.resume='must' but there is no checkpoint at {ckpt_path}")
+    with RunDirLock(run_dir):
+        return _run_locked(cfg, run_dir, on_start)
+
+
+def _run_locked(
+    cfg: DictConfig, run_dir: Path, on_start: Callable[[], None] | None
+) -> float:
     fingerprint = config_fingerprint(cfg)
     previous = RunResult.read(run_dir)
     resume = cfg.train.resume
@@ -388,15 +406,18 @@ def run(cfg: DictConfig, run_dir: str | Path) -> float:
         log.info("%s: already %s, not trained again", run_dir, previous.status)
         return previous.best_test_accuracy or 0.0
     ckpt_path = run_dir / CHECKPOINT
-    if resume == "must" and not ckpt_path.is_file():
-        raise ConfigError(f"train.resume='must' but there is no checkpoint at {ckpt_path}")
-    run_dir.mkdir(parents=True, exist_ok=True)
     trainer: Trainer | None = None
     monitor: Monitor | None = None
     try:
-        trainer = Trainer(cfg, run_dir, fingerprint)
+        state = None
         if resume != "never" and ckpt_path.is_file():
-            trainer.load_state_dict(ckpt_path, load_checkpoint(ckpt_path))
+            state = load_checkpoint(ckpt_path)
+            _check_same_run(ckpt_path, state.get("fingerprint", {}), fingerprint)
+        if on_start is not None:
+            on_start()
+        trainer = Trainer(cfg, run_dir, fingerprint)
+        if state is not None:
+            trainer.load_state_dict(ckpt_path, state)
             log.info("resumed from %s at step %d", ckpt_path, trainer.step)
         trainer.result("running").write(run_dir)
         monitor = Monitor(run_dir, cfg.train.steps, trainer.step)
@@ -419,7 +440,10 @@ def run(cfg: DictConfig, run_dir: str | Path) -> float:
                 status="failed", model=cfg.model.name, dataset=cfg.dataset.name,
                 optimizer=cfg.optimizer.name, error=error, config=fingerprint,
             )
-        failed.write(run_dir)
+        try:
+            failed.write(run_dir)
+        except WriteError as write_error:
+            log.error("%s", write_error)
         raise
     finally:
         if monitor is not None:

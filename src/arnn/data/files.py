@@ -2,15 +2,20 @@
 
 Files are validated by format (magic number, header, size, shapes, label range), not by checksum,
 so a small file set in the real format loads through the same code as the real one. Every
-problem is a `DataError` whose message names the file.
+problem is a `DataError` whose message names the file. Nothing in a file can run code: CIFAR-10
+pickles go through an unpickler that knows exactly the globals a real batch uses, and an IDX
+header is checked against the data actually present before anything of its size is allocated.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import pickle
+import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,36 +37,56 @@ CIFAR10_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 CIFAR10_TEST = ["test_batch"]
 
 
+def _read_up_to(f: Any, size: int) -> bytes:
+    """At most `size` bytes, in chunks: memory grows with the data present, never with a size
+    a header claims."""
+    chunks, left = [], size
+    while left > 0:
+        chunk = f.read(min(left, 1 << 24))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
 def read_idx(path: Path, ndim: int) -> np.ndarray:
     """An IDX file of unsigned bytes with `ndim` dimensions (plain or gzip)."""
+    header_size = 4 + 4 * ndim
     try:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as e:
-        raise DataError(f"{path}: cannot read ({e})") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != IDX_UBYTE or raw[3] != ndim:
+            header = _read_up_to(f, header_size)
+            if len(header) < 4 or header[:3] != bytes((0, 0, IDX_UBYTE)) or header[3] != ndim:
+                raise DataError(
+                    f"{path}: not an IDX file of unsigned bytes with {ndim} dimension(s) "
+                    f"(magic number {header[:4].hex() or 'missing'}, expected 000008{ndim:02x})"
+                )
+            if len(header) < header_size:
+                raise DataError(f"{path}: truncated IDX header")
+            shape = tuple(
+                int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)
+            )
+            expected = header_size + int(np.prod(shape, dtype=object))
+            # One byte more than the header announces tells a too-long file from a right one.
+            body = _read_up_to(f, expected - header_size + 1)
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+    if header_size + len(body) != expected:
+        got = f"{header_size + len(body)}{'+' if len(body) > expected - header_size else ''}"
         raise DataError(
-            f"{path}: not an IDX file of unsigned bytes with {ndim} dimension(s) "
-            f"(magic number {raw[:4].hex() or 'missing'}, expected 000008{ndim:02x})"
-        )
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{path}: truncated IDX header")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(shape))
-    if len(raw) != expected:
-        raise DataError(
-            f"{path}: size {len(raw)} bytes does not match its header {shape} "
+            f"{path}: {got} bytes do not match its header {shape} "
             f"({expected} bytes expected; truncated or corrupt)"
         )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape).copy()
+    return np.frombuffer(body, dtype=np.uint8).reshape(shape).copy()
 
 
 def _find(folder: Path, name: str) -> Path | None:
     for candidate in (folder / name, folder / f"{name}.gz"):
         if candidate.is_file():
             return candidate
+        if candidate.exists():
+            raise DataError(f"{candidate}: not a regular file")
     return None
 
 
@@ -96,14 +121,91 @@ def load_idx_dataset(files: dict[str, Path], image_shape: tuple[int, int]) -> di
     return out
 
 
+# A real batch is 30.7 MB; a larger file is refused before it is read.
+CIFAR_BATCH_MAX_BYTES = 64 << 20
+
+
+class _RefusedGlobal(Exception):
+    pass
+
+
+def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+    """numpy's array reconstruction as a pickle starts it: an empty plain ndarray whose contents
+    the next opcode fills in (and numpy checks against the shape)."""
+    if subtype is not np.ndarray or shape != (0,) or dtype not in (b"b", "b"):
+        raise _RefusedGlobal(
+            f"numpy array reconstruction of {subtype!r} with {shape!r}, {dtype!r}"
+        )
+    return np._core.multiarray._reconstruct(np.ndarray, (0,), b"b")
+
+
+def _frombuffer(buffer: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
+    """numpy's protocol-5 array reconstruction: a view of bytes already read from the file."""
+    if not isinstance(buffer, (bytes, bytearray, pickle.PickleBuffer)) or order not in "CF":
+        raise _RefusedGlobal(f"numpy frombuffer of {type(buffer).__name__}, order {order!r}")
+    return np.frombuffer(buffer, dtype=_plain_dtype(dtype)).reshape(shape, order=order)
+
+
+def _plain_dtype(*args: Any) -> np.dtype:
+    dtype = np.dtype(*args)
+    if dtype.hasobject:
+        raise _RefusedGlobal(f"numpy dtype {dtype} (holds Python objects)")
+    return dtype
+
+
+def _latin1(text: Any, encoding: Any = "latin1") -> bytes:
+    """How protocol-2 pickles written by Python 3 store bytes: _codecs.encode(str, 'latin1')."""
+    if not isinstance(text, str) or encoding != "latin1":
+        raise _RefusedGlobal(f"_codecs.encode with {type(text).__name__}, {encoding!r}")
+    return text.encode("latin1")
+
+
+# Exactly the globals a real batch uses: numpy's array reconstruction (numpy 1 and 2 spell its
+# module differently; protocol 5 uses frombuffer) and dtype, and the bytes encoding of Python 3
+# protocol-2 pickles. Each is wrapped to accept only the arguments a batch gives it.
+_CIFAR_GLOBALS: dict[tuple[str, str], Any] = {
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): _plain_dtype,
+    ("_codecs", "encode"): _latin1,
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return _CIFAR_GLOBALS[(module, name)]
+        except KeyError:
+            raise _RefusedGlobal(f"{module}.{name}") from None
+
+
 def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One CIFAR-10 pickle batch: images (N, 32, 32, 3) uint8 (height, width, channel) and
-    labels (N,) int64."""
+    labels (N,) int64. Read through an unpickler that refuses every global a real batch does not
+    use, so nothing from the file runs."""
     try:
         with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+            raw = _read_up_to(f, CIFAR_BATCH_MAX_BYTES + 1)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    if len(raw) > CIFAR_BATCH_MAX_BYTES:
+        raise DataError(
+            f"{path}: larger than {CIFAR_BATCH_MAX_BYTES >> 20} MB; a CIFAR-10 batch is 31 MB"
+        )
+    try:
+        batch = _CifarUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except _RefusedGlobal as e:
+        raise DataError(
+            f"{path}: refused: the pickle asks for {e}, which a CIFAR-10 batch does not use; "
+            "nothing from it was run"
+        ) from None
     except Exception as e:  # noqa: BLE001 - pickle raises many kinds on bad input
-        raise DataError(f"{path}: not a readable CIFAR-10 pickle batch ({e})") from None
+        raise DataError(
+            f"{path}: not a readable CIFAR-10 pickle batch ({type(e).__name__}: {e})"
+        ) from None
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         raise DataError(f"{path}: not a CIFAR-10 batch (needs the keys b'data' and b'labels')")
     data = np.asarray(batch[b"data"])
@@ -126,7 +228,13 @@ def load_cifar10(folder: Path) -> dict[str, np.ndarray]:
 
 
 def cifar10_missing(folder: Path) -> list[str]:
-    return [n for n in CIFAR10_TRAIN + CIFAR10_TEST if not (folder / n).is_file()]
+    missing = []
+    for name in CIFAR10_TRAIN + CIFAR10_TEST:
+        if not (folder / name).is_file():
+            if (folder / name).exists():
+                raise DataError(f"{folder / name}: not a regular file")
+            missing.append(name)
+    return missing
 
 
 def download_or_explain(
