@@ -162,3 +162,77 @@ def test_exception_in_the_loop_leaves_failed_results(tmp_path, monkeypatch):
     result = json.loads((tmp_path / "results.json").read_text())
     assert result["status"] == "failed" and "simulated fault at step 3" in result["error"]
     assert result["steps"] == 3
+
+
+def _signal_at(monkeypatch, step, signum):
+    original = Trainer.train_step
+
+    def train_step(self, x, y):
+        loss = original(self, x, y)
+        if self.step == step:
+            signal.raise_signal(signum)  # lands mid-step; handled at the step boundary
+        return loss
+
+    monkeypatch.setattr(Trainer, "train_step", train_step)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_and_sigterm_checkpoint_before_exiting(tmp_path, monkeypatch, signum):
+    args = (*SMALL, "train.steps=20", "train.checkpoint_every=8", "train.log_every=4")
+    run(compose_cfg(*args), tmp_path / "straight")
+    _signal_at(monkeypatch, 11, signum)
+    with pytest.raises(SystemExit) as info:
+        run(compose_cfg(*args), tmp_path / "stopped")
+    assert info.value.code == 128 + signum
+    assert signal.getsignal(signum) in (signal.default_int_handler, signal.SIG_DFL)  # restored
+    result = json.loads((tmp_path / "stopped" / "results.json").read_text())
+    assert result["status"] == "interrupted" and result["steps"] == 11
+    assert load_checkpoint(tmp_path / "stopped" / CHECKPOINT)["step"] == 11  # not 8
+    monkeypatch.undo()
+    run(compose_cfg(*args), tmp_path / "stopped")  # train.resume=auto: nothing lost
+    a, b = _checkpoint_params(tmp_path / "straight"), _checkpoint_params(tmp_path / "stopped")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_signal_during_a_checkpoint_write_leaves_it_whole(tmp_path, monkeypatch):
+    from arnn import storage
+
+    real = os.fsync
+    calls = []
+
+    def fsync(fd):  # the signal arrives while last.pt is being written
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".tmp") and "last.pt" in os.readlink(
+                f"/proc/self/fd/{fd}") and not calls:
+            calls.append(fd)
+            signal.raise_signal(signal.SIGUSR1)
+        return real(fd)
+
+    monkeypatch.setattr(storage.os, "fsync", fsync)
+    with pytest.raises(SystemExit):
+        run(compose_cfg(*SMALL, "train.steps=20", "train.checkpoint_every=5"), tmp_path)
+    assert calls and load_checkpoint(tmp_path / CHECKPOINT)["step"] == 6  # 5 whole, then 6
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_sigterm_from_outside_checkpoints_a_cli_run(tmp_path):
+    args = (*SMALL, "train.steps=3000", "train.checkpoint_every=1000", "train.eval_every=3000",
+            f"hydra.run.dir={tmp_path}")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and "step 100/" not in _read(tmp_path / "train.log"):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    result = json.loads((tmp_path / "results.json").read_text())
+    saved = load_checkpoint(tmp_path / CHECKPOINT)["step"]
+    assert result["status"] == "interrupted" and result["steps"] == saved and saved >= 100
+    assert "SIGTERM at step" in _read(tmp_path / "train.log")
+
+
+def _read(path):
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""

@@ -94,24 +94,69 @@ def _save_hydra_files(cfg: DictConfig, run_dir: Path) -> None:
         (out / name).write_text(OmegaConf.to_yaml(node))
 
 
+def _record_refused(cfg: DictConfig, run_dir: Path, error: ConfigError) -> None:
+    """In a sweep, a job refused for a bad value leaves its record (.hydra/ and a `failed`
+    results.json with the reason) so that the collector lists it; nothing already there is
+    replaced."""
+    from arnn.results import RunResult
+    from arnn.storage import RunDirLock
+
+    with RunDirLock(run_dir):
+        if RunResult.read(run_dir) is not None:
+            return
+        _save_hydra_files(cfg, run_dir)
+        RunResult(status="failed", model=str(cfg.model.name), dataset=str(cfg.dataset.name),
+                  optimizer=str(cfg.optimizer.name), error=f"ConfigError: {error}").write(run_dir)
+
+
 def _task(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
         return run(cfg, run_dir, on_start=lambda: _save_hydra_files(cfg, run_dir))
     except USER_ERRORS as e:
-        # In a sweep, let Hydra record this job as failed and carry on with the others.
-        if hydra_cfg.mode == RunMode.MULTIRUN and not isinstance(e, ConfigError):
-            raise
         print(f"error: {one_line(e)}", file=sys.stderr)
-        if isinstance(e, ConfigError) and hydra_cfg.mode == RunMode.RUN:
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            # This job fails alone: Hydra records it and the sweep goes on.
+            if isinstance(e, ConfigError):
+                _record_refused(cfg, run_dir, e)
+            raise
+        if isinstance(e, ConfigError):
             _remove_if_only_hydra_files(run_dir)
         sys.exit(2)
+
+
+def quiet_sacct_polls() -> None:
+    """On a SLURM cluster without accounting every poll of submitit's launcher fails in sacct
+    with a warning (and sacct's own line on stderr), every few seconds. Warn once, then stop
+    polling sacct: once it fails, submitit learns that a job ended from its result file alone."""
+    try:
+        from submitit.slurm.slurm import SlurmInfoWatcher
+    except ImportError:
+        return
+    update = SlurmInfoWatcher.update
+    if getattr(update, "quiet", False):
+        return
+
+    def quiet_update(self) -> None:
+        if getattr(self, "accounting_off", False):
+            return
+        self._output = None
+        update(self)
+        if self._output is None:  # sacct failed: submitit logged it
+            self.accounting_off = True
+            logging.getLogger("submitit").warning(
+                "sacct does not answer (accounting off on this cluster?): job states now come "
+                "from result files alone; this warning is not repeated")
+
+    quiet_update.quiet = True  # type: ignore[attr-defined]
+    SlurmInfoWatcher.update = quiet_update  # type: ignore[method-assign]
 
 
 def main(config_dir: str | Path | None = None) -> None:
     config_dir = Path(config_dir) if config_dir else default_config_dir()
     register_configs()
+    quiet_sacct_polls()
     try:
         check_group_choices(sys.argv[1:], config_dir)
     except ConfigError as e:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from arnn.halving import HALVING_FILE, steps_trained
 from arnn.results import ResultsError, RunResult
 
 # Test accuracy reported in the paper (Tables 1 and 2), with units and parameter counts.
@@ -45,9 +47,11 @@ HYPERPARAMETERS = {
     "hidden_size": "model.hidden_size",
     "seed": "seed",
 }
-STATUS_ORDER = ("completed", "diverged", "failed", "running", "missing")
-CSV_COLUMNS = ["job", "status", "dataset", "model", *HYPERPARAMETERS, "steps", "test_accuracy",
-               "best_test_accuracy", "params", "wall_time_s", "diverged_step", "error"]
+# A requeued job (stopped by SLURM's signal, waiting to resume) is counted as running.
+STATUS_ORDER = ("completed", "diverged", "failed", "running", "interrupted", "missing")
+CSV_COLUMNS = ["job", "status", "dataset", "model", *HYPERPARAMETERS, "rung", "steps",
+               "test_accuracy", "best_test_accuracy", "params", "wall_time_s", "diverged_step",
+               "requeues", "error"]
 
 
 @dataclass
@@ -58,6 +62,7 @@ class Job:
     model: str
     hyper: dict[str, Any]
     result: RunResult | None
+    rung: int | None = None  # in a halving sweep: the deepest rung the job reached (0-based)
 
     def metric(self, name: str) -> float | None:
         return getattr(self.result, name) if self.result is not None else None
@@ -66,13 +71,14 @@ class Job:
         r = self.result
         return {
             "job": str(self.path), "status": self.status, "dataset": self.dataset,
-            "model": self.model, **self.hyper,
+            "model": self.model, **self.hyper, "rung": self.rung,
             "steps": r.steps if r else None,
             "test_accuracy": r.test_accuracy if r else None,
             "best_test_accuracy": r.best_test_accuracy if r else None,
             "params": r.params if r else None,
             "wall_time_s": r.wall_time_s if r else None,
             "diverged_step": r.diverged_step if r else None,
+            "requeues": r.requeues if r else None,
             "error": r.error if r else None,
         }
 
@@ -106,6 +112,7 @@ def read_job(job_dir: Path) -> Job:
         result = RunResult("failed", str(model), str(dataset),
                            str(_select(cfg, "optimizer.name")), error=str(e))
     status = result.status if result is not None else "missing"
+    status = "running" if status == "requeued" else status
     return Job(job_dir, status, dataset, model, hyper, result)
 
 
@@ -139,23 +146,76 @@ def collect(sweep_dirs: list[Path]) -> tuple[list[Job], int]:
             (p.parent.parent for p in Path(sweep_dir).rglob(".hydra/config.yaml")),
             key=lambda p: (len(p.parts), p.name.zfill(8), str(p)),
         )
-        jobs += [read_job(d) for d in found]
+        found_jobs = [read_job(d) for d in found]
+        record = read_halving(Path(sweep_dir))
+        if record is not None:
+            rungs = {str(j): r for r, rung in enumerate(record["rungs"]) for j in rung["jobs"]}
+            for job in found_jobs:
+                job.rung = rungs.get(job.path.name)
+        jobs += found_jobs
         expected = expected_jobs(Path(sweep_dir))
         if expected is not None:
             missing += max(0, expected - len(found))
     return jobs, missing
 
 
+def read_halving(sweep_dir: Path) -> dict[str, Any] | None:
+    """A halving sweep's record (halving.json), or None for other sweeps."""
+    path = sweep_dir / HALVING_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"error: {path} cannot be read ({e})") from None
+    if not isinstance(record, dict) or not {"rungs", "configs", "budgets"} <= record.keys():
+        raise SystemExit(f"error: {path} is not a halving sweep's record")
+    return record
+
+
 def best_per_task(jobs: list[Job], metric: str) -> dict[tuple[str, str], Job]:
+    """The best job per (dataset, model): in a halving sweep the deepest rung first (a job
+    stopped early is not compared with one trained to the end), then the metric."""
     best: dict[tuple[str, str], Job] = {}
+
+    def rank(job: Job) -> tuple[int, float]:
+        return (job.rung or 0, job.metric(metric))
+
     for job in jobs:
         value = job.metric(metric)
         if job.status not in ("completed", "diverged") or value is None:
             continue
         key = (job.dataset, job.model)
-        if key not in best or value > best[key].metric(metric):
+        if key not in best or rank(job) > rank(best[key]):
             best[key] = job
     return best
+
+
+def halving_markdown(sweep_dir: Path, record: dict[str, Any]) -> list[str]:
+    budgets, configs = record["budgets"], record["configs"]
+    trained, full = steps_trained(record), len(configs) * budgets[-1]
+    lines = [f"## Successive halving: {sweep_dir}", "",
+             f"{len(configs)} configurations, eta {record.get('eta')}, ranked by "
+             f"{record.get('metric')}; {trained} steps trained against {full} for the full "
+             f"grid ({trained / full:.1%}).", "",
+             "| rung | budget (steps) | jobs | completed | promoted |", "|---|---|---|---|---|"]
+    for r, rung in enumerate(record["rungs"]):
+        outcomes = rung.get("outcomes", {})
+        done = sum(o["status"] == "completed" for o in outcomes.values())
+        promoted = rung.get("promoted", []) if rung.get("done") else "(running)"
+        lines.append(f"| {r} | {rung['budget']} | {len(rung['jobs'])} | {done} | {promoted} |")
+    return lines + [""]
+
+
+def _detail(result: RunResult | None) -> str:
+    if result is None:
+        return ""
+    if result.error:
+        return f" ({result.error})"
+    saved = f"step {result.steps} saved"
+    if result.status == "requeued":
+        return f" (requeued by SLURM, {result.requeues} time(s); {saved})"
+    return f" ({saved}" + (f"; requeued {result.requeues} time(s))" if result.requeues else ")")
 
 
 def _pct(value: float | None) -> str:
@@ -166,9 +226,12 @@ def _hyper_text(job: Job) -> str:
     return ", ".join(f"{k}={v}" for k, v in job.hyper.items() if v is not None and k != "seed")
 
 
-def markdown(jobs: list[Job], missing: int, metric: str) -> str:
+def markdown(jobs: list[Job], missing: int, metric: str,
+             halving: dict[Path, dict[str, Any]] | None = None) -> str:
     best = best_per_task(jobs, metric)
     lines = [f"# Sweep results ({metric}, best job per task)", ""]
+    for sweep_dir, record in (halving or {}).items():
+        lines += halving_markdown(sweep_dir, record)
     for title, datasets, models in PAPER_TABLES:
         if not any(d == ds for ds in datasets for d, _ in best):
             continue
@@ -186,12 +249,12 @@ def markdown(jobs: list[Job], missing: int, metric: str) -> str:
         lines.append("")
     lines += ["## Best configuration per task", "",
               "| dataset | model | test accuracy | best during training | paper | "
-              "hyperparameters | job |", "|---|---|---|---|---|---|---|"]
+              "steps | hyperparameters | job |", "|---|---|---|---|---|---|---|---|"]
     for (dataset, model), job in sorted(best.items()):
         lines.append(
             f"| {dataset} | {model} | {_pct(job.metric('test_accuracy'))} | "
             f"{_pct(job.metric('best_test_accuracy'))} | {_pct(PAPER.get((dataset, model)))} | "
-            f"{_hyper_text(job)} | {job.path} |"
+            f"{job.result.steps} | {_hyper_text(job)} | {job.path} |"
         )
     counts = Counter(job.status for job in jobs)
     counts["missing"] += missing
@@ -199,11 +262,10 @@ def markdown(jobs: list[Job], missing: int, metric: str) -> str:
               "|" + "---|" * (len(STATUS_ORDER) + 1),
               "| " + " | ".join(str(counts[s]) for s in STATUS_ORDER)
               + f" | {sum(counts.values())} |", ""]
-    problems = [j for j in jobs if j.status in ("failed", "running", "missing")]
+    problems = [j for j in jobs if j.status in ("failed", "running", "interrupted", "missing")]
     if problems:
         lines += ["Jobs without a final result:", ""]
-        lines += [f"- {j.path}: {j.status}" + (f" ({j.result.error})" if j.result and j.result.error
-                                               else "") for j in problems]
+        lines += [f"- {j.path}: {j.status}{_detail(j.result)}" for j in problems]
         lines.append("")
     if missing:
         lines.append(f"{missing} launched job(s) have no directory yet.")
@@ -283,7 +345,8 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out or args.sweep_dirs[0]
     out.mkdir(parents=True, exist_ok=True)
     write_csv(jobs, out / "results.csv")
-    table = markdown(jobs, missing, args.metric)
+    halving = {d: r for d in args.sweep_dirs if (r := read_halving(d)) is not None}
+    table = markdown(jobs, missing, args.metric, halving)
     (out / "results.md").write_text(table + "\n")
     sensitivity_figure(jobs, out / "results.png", args.metric)
     print(table)

@@ -88,6 +88,17 @@ class Config:
     data_dir: str = "data"
 
 
+@dataclass
+class HalvingSweeperConfig:
+    """hydra/sweeper=halving (conf/hydra/sweeper/halving.yaml holds the values)."""
+
+    _target_: str = "hydra_plugins.arnn_halving_sweeper.halving_sweeper.HalvingSweeper"
+    params: dict[str, str] | None = None  # the grid, as the basic sweeper's
+    min_steps: int = MISSING  # budget of rung 0
+    eta: int = MISSING  # keep the best 1/eta, multiply the budget by eta, each rung
+    metric: str = MISSING  # test_accuracy | best_test_accuracy
+
+
 def only_for(model: str, models: list[str], values: str, fallback: Any) -> str:
     """A sweep axis that exists only for some models: their values, else one fixed value."""
     return str(values) if model in models else str(fallback)
@@ -96,6 +107,7 @@ def only_for(model: str, models: list[str], values: str, fallback: Any) -> str:
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=Config)
+    cs.store(group="hydra/sweeper", name="halving_schema", node=HalvingSweeperConfig)
     if not OmegaConf.has_resolver("only_for"):
         OmegaConf.register_new_resolver("only_for", only_for)
 

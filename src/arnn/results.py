@@ -9,7 +9,9 @@ from typing import Any
 
 from arnn.storage import write_atomic
 
-STATUSES = ("running", "completed", "diverged", "failed")
+# requeued: stopped by SLURM's preemption / time-limit signal, checkpointed, waiting to resume;
+# interrupted: stopped by Ctrl-C or SIGTERM outside SLURM, checkpointed (resume with the same run).
+STATUSES = ("running", "completed", "diverged", "failed", "requeued", "interrupted")
 # A run in one of these states is not trained again when started in the same directory.
 FINISHED = ("completed", "diverged")
 RESULTS_FILE = "results.json"
@@ -40,6 +42,7 @@ class RunResult:
     diverged_step: int | None = None
     last_finite_loss: float | None = None
     error: str | None = None
+    requeues: int = 0  # times SLURM's signal stopped the run for a requeue
     evaluations: list[list[float]] = field(default_factory=list)  # [step, test accuracy]
     config: dict[str, Any] = field(default_factory=dict)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import random
+import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,14 +38,15 @@ CHECKPOINT = Path("checkpoints") / "last.pt"
 
 
 def config_fingerprint(cfg: DictConfig) -> dict[str, Any]:
-    """The settings a run's numbers depend on; a run directory refuses a different one."""
+    """The settings a run's numbers depend on; a run directory refuses a different one.
+    train.steps is not among them: a larger count extends a run from its checkpoint."""
     data = OmegaConf.to_container(cfg, resolve=True)
     train = data["train"]
     return {
         "model": data["model"],
         "dataset": {k: v for k, v in data["dataset"].items() if k not in ("download", "path")},
         "optimizer": data["optimizer"],
-        "train": {k: train[k] for k in ("steps", "batch_size", "grad_clip")},
+        "train": {k: train[k] for k in ("batch_size", "grad_clip")},
         "seed": data["seed"],
     }
 
@@ -60,6 +63,9 @@ def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> 
 
 
 def _check_same_run(where: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
+    saved_train = saved.get("train")
+    if isinstance(saved_train, dict) and "steps" in saved_train:  # fingerprints before extending
+        saved = {**saved, "train": {k: v for k, v in saved_train.items() if k != "steps"}}
     diff = _differences(saved, current)
     if diff:
         raise CheckpointError(
@@ -143,6 +149,47 @@ def recurrent_spectrum(model: SequenceClassifier) -> dict[str, float]:
     }
 
 
+class SignalCatcher:
+    """Turns a stop signal into a flag that the loop reads at the next step boundary, where it
+    checkpoints before anything else happens (a signal never interrupts a write).
+
+    SIGUSR1 / SIGUSR2 are SLURM's warning before a time limit or preemption (submitit forwards
+    them and installs its own requeue handler, remembered here and called once the checkpoint is
+    written); SIGTERM and SIGINT (Ctrl-C) stop a run outside SLURM. Under submitit, SIGTERM goes
+    to submitit's handler as before (it ignores it: SLURM sends it to every process at the end).
+    A second Ctrl-C stops at once.
+    """
+
+    SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> SignalCatcher:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self.previous[sig] = signal.signal(sig, self._catch)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def framework_handler(self, signum: int) -> Any:
+        """The handler a framework (submitit) installed for this signal, else None."""
+        handler = self.previous.get(signum)
+        return handler if callable(handler) and handler is not signal.default_int_handler else None
+
+    def _catch(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGTERM and self.framework_handler(signum) is not None:
+            self.previous[signum](signum, frame)
+        elif self.signum is None:
+            self.signum = signum
+        elif signum == signal.SIGINT:
+            raise KeyboardInterrupt
+
+
 class Trainer:
     """Holds everything a run needs and everything a checkpoint must restore."""
 
@@ -164,6 +211,8 @@ class Trainer:
         self.last: float | None = None
         self.evaluations: list[list[float]] = []
         self.wall_time_s = 0.0
+        self.requeues = 0
+        self.signals: SignalCatcher | None = None
         self._session_start = time.perf_counter()
         self._reset_window()
 
@@ -305,7 +354,8 @@ class Trainer:
         )
 
     def fit(self, monitor: Monitor) -> str:
-        """Train up to train.steps; returns the final status ('completed' or 'diverged')."""
+        """Train up to train.steps; returns 'completed', 'diverged', or 'stopped' (a stop signal
+        came: the state at the step boundary after it is checkpointed)."""
         train = self.cfg.train
         self.task.save_artifacts(self.run_dir)
         if self.step >= train.steps:  # train.steps=0, or killed after the final checkpoint
@@ -318,7 +368,8 @@ class Trainer:
             at_end = step == train.steps
             do_log = at_end or step % train.log_every == 0
             do_eval = at_end or step % train.eval_every == 0
-            do_ckpt = at_end or step % train.checkpoint_every == 0
+            stop = not at_end and self.signals is not None and self.signals.signum is not None
+            do_ckpt = at_end or stop or step % train.checkpoint_every == 0
             if (do_log or do_eval or do_ckpt) and self.diverged():
                 self.log_window(monitor)
                 return "diverged"  # the last checkpoint keeps the last finite state
@@ -329,6 +380,8 @@ class Trainer:
             if do_ckpt:
                 self.checkpoint()
             monitor.advance(step)
+            if stop:
+                return "stopped"
         return "completed"
 
     def result(self, status: str, error: str | None = None) -> RunResult:
@@ -354,6 +407,7 @@ class Trainer:
             diverged_step=self.diverged_step if diverged else None,
             last_finite_loss=self.last_finite_loss,
             error=error,
+            requeues=self.requeues,
             evaluations=self.evaluations,
             config=self.fingerprint,
         )
@@ -372,6 +426,26 @@ def hparams_of(cfg: DictConfig) -> dict[str, Any]:
         "sigma_w": cfg.model.sigma_w,
         "seed": cfg.seed,
     }
+
+
+def _hand_over(trainer: Trainer, run_dir: Path) -> None:
+    """After a stop signal, with the checkpoint written: under SLURM (submitit's handler for the
+    signal) record the requeue and let submitit requeue the job and exit; otherwise record the
+    interruption and exit with 128 + the signal's number."""
+    signum = trainer.signals.signum
+    name = signal.Signals(signum).name
+    handler = trainer.signals.framework_handler(signum)
+    if handler is not None:
+        trainer.requeues += 1
+        trainer.result("requeued").write(run_dir)
+        log.warning("%s at step %d: checkpoint saved; handing over to submitit to requeue "
+                    "(requeue %d)", name, trainer.step, trainer.requeues)
+        handler(signum, None)  # requeues the job and exits
+        raise RuntimeError(f"{name}: submitit's handler returned without requeueing the job")
+    trainer.result("interrupted").write(run_dir)
+    log.warning("%s at step %d: checkpoint saved; start the same command again to resume",
+                name, trainer.step)
+    raise SystemExit(128 + signum)
 
 
 def run(cfg: DictConfig, run_dir: str | Path, on_start: Callable[[], None] | None = None) -> float:
@@ -401,11 +475,24 @@ def _run_locked(
     fingerprint = config_fingerprint(cfg)
     previous = RunResult.read(run_dir)
     resume = cfg.train.resume
+    ckpt_path = run_dir / CHECKPOINT
     if previous is not None and previous.status in FINISHED and resume != "never":
         _check_same_run(run_dir / RESULTS_FILE, previous.config, fingerprint)
-        log.info("%s: already %s, not trained again", run_dir, previous.status)
-        return previous.best_test_accuracy or 0.0
-    ckpt_path = run_dir / CHECKPOINT
+        steps = cfg.train.steps
+        if previous.status == "diverged" or steps == previous.steps:
+            log.info("%s: already %s, not trained again", run_dir, previous.status)
+            return previous.best_test_accuracy or 0.0
+        if steps < previous.steps:
+            raise ConfigError(
+                f"train.steps={steps} is invalid: {run_dir} already trained {previous.steps} "
+                f"steps; ask for {previous.steps} or more to extend it, or use another directory"
+            )
+        if not ckpt_path.is_file():
+            raise ConfigError(
+                f"train.steps={steps} cannot extend {run_dir}: it has no {CHECKPOINT} to "
+                "continue from"
+            )
+        log.info("%s: extending from %d to %d steps", run_dir, previous.steps, steps)
     trainer: Trainer | None = None
     monitor: Monitor | None = None
     try:
@@ -419,9 +506,13 @@ def _run_locked(
         if state is not None:
             trainer.load_state_dict(ckpt_path, state)
             log.info("resumed from %s at step %d", ckpt_path, trainer.step)
+        trainer.requeues = previous.requeues if previous is not None else 0
         trainer.result("running").write(run_dir)
         monitor = Monitor(run_dir, cfg.train.steps, trainer.step)
-        status = trainer.fit(monitor)
+        with SignalCatcher() as trainer.signals:
+            status = trainer.fit(monitor)
+            if status == "stopped":
+                _hand_over(trainer, run_dir)
         result = trainer.result(status)
         monitor.hparams(
             hparams_of(cfg),

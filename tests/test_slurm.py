@@ -1,0 +1,108 @@
+"""Sweeps through a real SLURM cluster (`bash scripts/slurm_local.sh up`): the smoke sweep, and
+preemption that loses no work. Without a cluster these tests are skipped with the reason;
+with ARNN_REQUIRE_SLURM=1 (as .ci/run sets after bringing the cluster up) they fail instead."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from arnn.checkpoint import load_checkpoint
+from arnn.collect import main as collect_main
+from arnn.results import RunResult
+from arnn.runner import CHECKPOINT
+from tests.conftest import ROOT, run_cli
+
+pytestmark = pytest.mark.slurm
+CPU_SLURM = ("hydra/launcher=slurm_cpu",)
+
+
+def _unavailable() -> str | None:
+    if shutil.which("sinfo") is None:
+        return "sinfo is not installed"
+    proc = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30)
+    if proc.returncode != 0:
+        return f"sinfo failed: {proc.stderr.strip()}"
+    if not any(state.rstrip("*") in ("idle", "mix", "alloc") for state in proc.stdout.split()):
+        return f"no node is up (sinfo: {proc.stdout.strip() or 'nothing'})"
+    return None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def slurm_cluster():
+    reason = _unavailable()
+    if reason is not None:
+        if os.environ.get("ARNN_REQUIRE_SLURM") == "1":
+            pytest.fail(f"ARNN_REQUIRE_SLURM=1 but {reason}")
+        pytest.skip(f"no SLURM cluster ({reason}): start one with "
+                    "`sudo bash scripts/slurm_local.sh up`")
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def test_smoke_sweep_through_slurm(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli("-m", "+sweep=smoke", *CPU_SLURM, f"hydra.sweep.dir={sweep}", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [RunResult.read(sweep / str(j)).status for j in range(4)] == ["completed"] * 4
+    assert collect_main([str(sweep)]) is None
+    assert "| 4 | 0 | 0 | 0 | 0 | 0 | 4 |" in (sweep / "results.md").read_text()
+    # without accounting, sacct fails: one warning, not one per poll
+    polls = set(re.findall(r"Call #(\d+) - Bypassing sacct error", proc.stdout + proc.stderr))
+    assert len(polls) <= 1, polls
+
+
+def _log_steps(job_dir, total):
+    text = (job_dir / "train.log").read_text()
+    return [int(s) for s in re.findall(rf"step (\d+)/{total} loss", text)]
+
+
+def test_preempted_job_checkpoints_at_the_signal_and_resumes_bit_identical(tmp_path):
+    sweep, steps = tmp_path / "sweep", 1200
+    # Two identical jobs: 0 is preempted once, 1 runs through; both on the same cluster, so
+    # the comparison holds the thread settings equal.
+    args = ["-m", *CPU_SLURM, "seed=0,0", "model.hidden_size=16", "train.batch_size=32",
+            "device=cpu", f"train.steps={steps}", "train.log_every=10",
+            f"train.eval_every={steps}", "train.checkpoint_every=1000",
+            f"hydra.sweep.dir={sweep}"]
+    sweeper = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        job = sweep / "0"
+        _wait(lambda: (job / "train.log").exists() and len(_log_steps(job, steps)) >= 20,
+              240, "job 0 to train 200 steps")
+        job_id = _wait(lambda: next((p.name for p in (sweep / ".submitit").iterdir()
+                                     if p.name.endswith("_0")), None), 30, "job 0's id")
+        subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
+        requeued = _wait(lambda: (r := RunResult.read(job)) and r.status == "requeued" and r,
+                         120, "results.json to say requeued")
+        saved = requeued.steps
+        assert requeued.requeues == 1 and 200 <= saved < 1000  # not a periodic checkpoint
+        assert load_checkpoint(job / CHECKPOINT)["step"] == saved
+        collect_main([str(sweep), "--out", str(tmp_path / "during")])
+        during = (tmp_path / "during" / "results.md").read_text()
+        assert f"requeued by SLURM, 1 time(s); step {saved} saved" in during
+        output, _ = sweeper.communicate(timeout=420)
+    finally:
+        if sweeper.poll() is None:
+            sweeper.kill()
+    assert sweeper.returncode == 0, output[-3000:]
+    result = RunResult.read(job)
+    assert result.status == "completed" and result.steps == steps and result.requeues == 1
+    # each logged step once: a step trained twice would log its window twice
+    assert _log_steps(job, steps) == list(range(10, steps + 1, 10))
+    a, b = load_checkpoint(job / CHECKPOINT)["model"], load_checkpoint(sweep / "1" / CHECKPOINT)
+    assert all(torch.equal(a[k], b["model"][k]) for k in a)
