@@ -90,7 +90,7 @@ def test_smoke_sweep_end_to_end(tmp_path, launcher):
     }
     assert all(r["status"] == "completed" and r["steps"] == "30" for r in table)
     assert "| digits | arnn |" in md and "| digits | gated_arnn |" in md
-    assert "| 4 | 0 | 0 | 0 | 0 | 4 |" in md
+    assert "| 4 | 0 | 0 | 0 | 0 | 0 | 4 |" in md
 
 
 def test_rerunning_a_sweep_trains_only_unfinished_jobs(tmp_path):
@@ -121,7 +121,7 @@ def test_sweep_with_diverging_and_failing_jobs(tmp_path):
     jobs, missing = collect([sweep])
     assert missing == 0 and len(jobs) == 4
     table, md = _collect_and_check(sweep, 4)
-    assert "| 1 | 1 | 2 | 0 | 0 | 4 |" in md
+    assert "| 1 | 1 | 2 | 0 | 0 | 0 | 4 |" in md
     failed = [r for r in table if r["status"] == "failed"]
     assert all("mnist: files not found" in r["error"] for r in failed)
     assert "Jobs without a final result" in md
@@ -137,7 +137,7 @@ def test_collect_counts_jobs_not_started_yet(tmp_path):
     jobs, missing = collect([sweep])
     assert missing == 1 and [j.status for j in jobs].count("running") == 1
     _, md = _collect_and_check(sweep, 3)
-    assert "| 2 | 0 | 0 | 1 | 1 | 4 |" in md
+    assert "| 2 | 0 | 0 | 1 | 0 | 1 | 4 |" in md
 
 
 def test_slurm_launcher_config_is_ready():
