@@ -174,6 +174,18 @@ def test_noise_padded_cifar10(cifar_root):
     assert t1.shape == (4, 1000, 96) and torch.equal(t1, t2)  # repeatable evaluation
 
 
+def test_noise_seed_chooses_the_test_noise(cifar_root):
+    def test_inputs(seed):
+        task = _task(cifar_root, "dataset=noise_cifar10", "dataset.download=false",
+                     f"dataset.noise_seed={seed}")
+        return torch.cat([x for x, _ in task.test_batches(4)])
+
+    a, b, again = test_inputs(0), test_inputs(1), test_inputs(0)
+    assert torch.equal(a, again)
+    assert torch.equal(a[:, :32], b[:, :32])  # the images are the same
+    assert not torch.allclose(a[:, 32:], b[:, 32:])  # the noise is not
+
+
 def test_noise_generator_state_round_trips(cifar_root):
     task = _task(cifar_root, "dataset=noise_cifar10", "dataset.download=false")
     state = task.state_dict()
@@ -222,6 +234,18 @@ def test_digits_split_is_fixed_and_stratified():
     assert x.shape == (a.num_train, 64, 1) and x.min() == 0 and x.max() == 1
     counts = torch.bincount(a.test_y)
     assert counts.min() >= 40  # every class is represented in the test split
+
+
+def test_split_seed_chooses_the_digits_split():
+    a = _task("unused", "dataset=digits", "dataset.split_seed=0")
+    b = _task("unused", "dataset=digits", "dataset.split_seed=1")
+    assert (a.num_train, a.num_test) == (b.num_train, b.num_test)
+    assert not torch.equal(a.test_x, b.test_x)
+    # The same 1797 images, dealt differently: the union of the splits is unchanged.
+    def images(task):
+        return sorted(map(bytes, torch.cat([task.train_x, task.test_x]).numpy()))
+
+    assert images(a) == images(b)
 
 
 def test_fashion_mnist_reads_the_same_format(tmp_path, mnist_dir):

@@ -1,6 +1,5 @@
 """The four models against the paper: equations, initialisation, parameter counts."""
 
-import math
 
 import pytest
 import torch
@@ -184,10 +183,23 @@ def test_paper_hidden_sizes_come_from_the_dataset():
 
 
 def test_classifier_reads_the_last_state():
+    """The logits depend on h_T only: an input change at the last step moves them, and the
+    expectation is computed by hand from eq. 13 for T=1 (h_1 = eps z tanh(V_h x + b_h) from
+    h_0 = 0, the A h_0 terms vanish) and the head's weights."""
     torch.manual_seed(6)
-    model = SequenceClassifier(GatedAntisymmetricRNNCell(2, 8, backend="torch"), 10)
-    x = torch.randn(3, 5, 2)
-    expected = model.head(model.cell(x)[-1])
-    assert model(x).shape == (3, 10)
+    cell = GatedAntisymmetricRNNCell(2, 8, eps=0.5, backend="reference")
+    model = SequenceClassifier(cell, 10)
+    with torch.no_grad():
+        cell.bias.uniform_(-1, 1)
+        model.head.bias.uniform_(-1, 1)
+    x = torch.randn(3, 1, 2)
+    v_h, v_z = cell.weight_ih[:8], cell.weight_ih[8:]
+    b_h, b_z = cell.bias[:8], cell.bias[8:]
+    h1 = 0.5 * torch.sigmoid(x[:, 0] @ v_z.T + b_z) * torch.tanh(x[:, 0] @ v_h.T + b_h)
+    expected = h1 @ model.head.weight.T + model.head.bias
     torch.testing.assert_close(model(x), expected)
-    assert not math.isnan(model(x).sum().item())
+    # Longer sequences: the head reads the last of the step-by-step states.
+    x = torch.randn(3, 6, 2)
+    states = cell.step_states(x)
+    torch.testing.assert_close(model(x), model.head(states[-1]))
+    assert model(x).shape == (3, 10)

@@ -1,6 +1,7 @@
 """The runner for long jobs: TensorBoard, checkpoints, exact resume, divergence, failures."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -33,13 +34,20 @@ def test_tensorboard_scalars_and_hparams_in_the_run_directory(tmp_path):
     tags = set(acc.Tags()["scalars"])
     for tag in ("train/loss", "train/accuracy", "train/grad_norm", "train/lr",
                 "train/steps_per_s", "test/accuracy", "recurrent/max_real_eig",
-                "recurrent/max_abs_eig", "hparams/best_test_accuracy"):
+                "recurrent/max_abs_eig", "recurrent/euler_rho", "recurrent/log10_growth",
+                "hparams/best_test_accuracy"):
         assert tag in tags, tag
     assert [e.step for e in acc.Scalars("train/loss")] == [5, 10, 15, 20]
     assert [e.step for e in acc.Scalars("test/accuracy")] == [10, 20]
     # W - W^T - gamma I keeps every eigenvalue's real part at -gamma while it trains.
     for event in acc.Scalars("recurrent/max_real_eig"):
         assert event.value == pytest.approx(-cfg.model.gamma, abs=1e-6)
+    # rho^T = rho^64 on the digits: log10_growth = 64 log10(rho), at each evaluation.
+    for rho, growth in zip(acc.Scalars("recurrent/euler_rho"),
+                           acc.Scalars("recurrent/log10_growth"), strict=True):
+        assert growth.value == pytest.approx(64 * math.log10(rho.value), rel=1e-5)
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["log10_growth"] == pytest.approx(64 * math.log10(result["euler_rho"]))
     hparams = acc.PluginTagToContent("hparams")
     assert "_hparams_/experiment" in hparams and "_hparams_/session_start_info" in hparams
     assert b"gated_arnn" in hparams["_hparams_/session_start_info"]
@@ -136,6 +144,31 @@ def test_checkpoint_of_another_shape_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match=r"does not fit this model: head.weight"):
         run(cfg, tmp_path)
     assert ckpt.read_bytes() == saved
+
+
+def test_absurd_but_finite_loss_is_diverged(tmp_path):
+    """lr=1e12 keeps the loss finite (~1e14) but absurd: train.max_loss ends the run."""
+    proc = run_cli("model=gated_arnn", "dataset=digits", "optimizer.lr=1e12", "train.steps=50",
+                   "train.log_every=10", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["status"] == "diverged" and result["steps"] == 10
+    assert "> train.max_loss=100" in result["divergence"]
+    assert 1e3 < result["last_finite_loss"] < float("inf")
+    assert "diverged at step 10: mean training loss" in proc.stderr
+
+
+def test_stability_warning_names_the_settings_and_a_fix(tmp_path):
+    proc = run_cli("model.eps=1", "model.gamma=0.001", "train.steps=0",
+                   f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if "unstable Euler steps" in line]
+    assert len(lines) == 1, proc.stderr
+    assert "eps=1, gamma=0.001, sigma_w=1, hidden_size=32, T=64" in lines[0]
+    assert "model.eps=0.1" in lines[0]  # at T=64, eps 0.1 with gamma 0.001 is under 1e3
+    assert "stability: rho = max|1 + eps mu(A)| =" in proc.stderr
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["log10_growth"] > 3
 
 
 def test_divergence_is_recorded_and_exits_zero(tmp_path):
@@ -236,3 +269,23 @@ def _read(path):
         return path.read_text()
     except FileNotFoundError:
         return ""
+
+
+def test_fingerprints_of_older_versions_still_match(tmp_path):
+    """Before presets, every model recorded eps/gamma, adagrad a momentum and every dataset all
+    seeds: settings a model does not have are not compared, real differences still are."""
+    from arnn.runner import _check_same_run, config_fingerprint
+
+    cfg = compose_cfg("model=lstm", "optimizer=adagrad", "train.steps=5")
+    current = config_fingerprint(cfg)
+    old = json.loads(json.dumps(current))
+    old["model"].update(eps=0.1, gamma=0.1, backend="auto")
+    old["optimizer"]["momentum"] = 0.9
+    old["dataset"].update(noise_seed=0, permutation_seed=0, paper_steps=50000)
+    old["train"]["steps"] = 2000
+    _check_same_run(tmp_path / "results.json", old, current)
+    old["dataset"]["train_limit"] = 100
+    old["dataset"]["split_seed"] = 1
+    with pytest.raises(CheckpointError, match=r"dataset.split_seed: 1 there, 0 now; "
+                                              r"dataset.train_limit: 100 there, None now"):
+        _check_same_run(tmp_path / "results.json", old, current)

@@ -32,6 +32,22 @@ def test_default_run_end_to_end(tmp_path):
     assert "eval step 60" in (out / "train.log").read_text()
 
 
+def test_a_short_run_learns(tmp_path):
+    """Training must descend: the loss falls and test accuracy clearly beats chance (0.1).
+    A sign error in the step (gradient ascent) or a model that ignores its input fails this."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = compose_cfg("train.steps=150", "train.log_every=25", "train.eval_every=150",
+                      "device=cpu")
+    best = run(cfg, tmp_path)
+    acc = EventAccumulator(str(tmp_path))
+    acc.Reload()
+    losses = [e.value for e in acc.Scalars("train/loss")]
+    assert len(losses) == 6 and losses[0] > 2.0  # cross-entropy starts near log(10) = 2.3
+    assert losses[-1] < 0.6 * losses[0], losses
+    assert best >= 0.5, best
+
+
 def test_zero_steps_builds_evaluates_and_writes_results(tmp_path):
     best = run(compose_cfg("train.steps=0"), tmp_path)
     result = json.loads((tmp_path / "results.json").read_text())

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from arnn.config import ConfigError, register_configs
 from arnn.runner import USER_ERRORS, run
 
-GROUPS = ("model", "dataset", "optimizer", "sweep")
+GROUPS = ("model", "dataset", "optimizer", "preset", "sweep")
 
 
 def default_config_dir() -> Path:
@@ -57,7 +57,8 @@ def check_group_choices(args: list[str], config_dir: Path) -> None:
         group = override.key_or_group
         if group not in GROUPS or override.is_delete():
             continue
-        options = sorted(p.stem for p in (config_dir / group).glob("*.yaml"))
+        # Files named _* are parts that other configs include, not options.
+        options = sorted(p.stem for p in (config_dir / group).glob("[!_]*.yaml"))
         if override.is_sweep_override():
             values = list(override.sweep_string_iterator())
         else:

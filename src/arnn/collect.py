@@ -50,8 +50,8 @@ HYPERPARAMETERS = {
 # A requeued job (stopped by SLURM's signal, waiting to resume) is counted as running.
 STATUS_ORDER = ("completed", "diverged", "failed", "running", "interrupted", "missing")
 CSV_COLUMNS = ["job", "status", "dataset", "model", *HYPERPARAMETERS, "rung", "steps",
-               "test_accuracy", "best_test_accuracy", "params", "wall_time_s", "diverged_step",
-               "requeues", "error"]
+               "test_accuracy", "best_test_accuracy", "params", "wall_time_s", "log10_growth",
+               "diverged_step", "divergence", "requeues", "error"]
 
 
 @dataclass
@@ -77,7 +77,9 @@ class Job:
             "best_test_accuracy": r.best_test_accuracy if r else None,
             "params": r.params if r else None,
             "wall_time_s": r.wall_time_s if r else None,
+            "log10_growth": r.log10_growth if r else None,
             "diverged_step": r.diverged_step if r else None,
+            "divergence": r.divergence if r else None,
             "requeues": r.requeues if r else None,
             "error": r.error if r else None,
         }
@@ -210,8 +212,8 @@ def halving_markdown(sweep_dir: Path, record: dict[str, Any]) -> list[str]:
 def _detail(result: RunResult | None) -> str:
     if result is None:
         return ""
-    if result.error:
-        return f" ({result.error})"
+    if result.error or result.divergence:
+        return f" ({result.error or result.divergence})"
     saved = f"step {result.steps} saved"
     if result.status == "requeued":
         return f" (requeued by SLURM, {result.requeues} time(s); {saved})"

@@ -11,6 +11,7 @@ h_T. Initialisation follows Appendix C: input-to-hidden ~ N(0, 1/m), hidden-to-h
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -47,6 +48,8 @@ class RecurrentCell(nn.Module):
     `recurrent_matrix() -> (n, n) | None`."""
 
     hidden_size: int
+    # The model settings (conf/model, conf/preset) this cell's constructor takes.
+    hyperparameters: tuple[str, ...] = ()
 
     def recurrent_matrix(self) -> Tensor | None:
         return None
@@ -100,12 +103,13 @@ class AntisymmetricRNNCell(_AntisymmetricFamily):
     """eq. 12: h_t = h_{t-1} + eps tanh(A h_{t-1} + V_h x_t + b_h)."""
 
     gated = False
+    hyperparameters = ("eps", "gamma", "sigma_w", "backend")
 
     def __init__(
         self,
         input_size: int,
         hidden_size: int,
-        eps: float = 0.1,
+        eps: float = 0.01,
         gamma: float = 0.01,
         sigma_w: float = 1.0,
         backend: str = "auto",
@@ -127,12 +131,13 @@ class AblationCell(_AntisymmetricFamily):
     """eq. 13 with an unstructured n x n matrix M in place of A (Table 2's ablation)."""
 
     gated = True
+    hyperparameters = ("eps", "sigma_w", "backend")
 
     def __init__(
         self,
         input_size: int,
         hidden_size: int,
-        eps: float = 0.1,
+        eps: float = 0.01,
         sigma_w: float = 1.0,
         backend: str = "auto",
     ) -> None:
@@ -146,6 +151,8 @@ class AblationCell(_AntisymmetricFamily):
 
 class LSTMCell(RecurrentCell):
     """torch's LSTM (cuDNN on GPU) with Appendix C's initialisation and forget-gate bias 1."""
+
+    hyperparameters = ("sigma_w",)
 
     def __init__(self, input_size: int, hidden_size: int, sigma_w: float = 1.0) -> None:
         super().__init__()
@@ -187,25 +194,24 @@ class SequenceClassifier(nn.Module):
         return self.head(self.cell(x)[-1])
 
 
-def build_cell(
-    name: str,
-    input_size: int,
-    hidden_size: int,
-    eps: float = 0.1,
-    gamma: float = 0.01,
-    sigma_w: float = 1.0,
-    backend: str = "auto",
-) -> RecurrentCell:
-    """The cell registered under a model name (conf/model/<name>.yaml)."""
-    if name == "lstm":
-        return LSTMCell(input_size, hidden_size, sigma_w)
-    if name == "arnn":
-        return AntisymmetricRNNCell(input_size, hidden_size, eps, gamma, sigma_w, backend)
-    if name == "gated_arnn":
-        return GatedAntisymmetricRNNCell(input_size, hidden_size, eps, gamma, sigma_w, backend)
-    if name == "ablation":
-        return AblationCell(input_size, hidden_size, eps, sigma_w, backend)
-    raise ValueError(f"model={name!r} is invalid: allowed: lstm, arnn, gated_arnn, ablation")
+# The registry of models: conf/model/<name>.yaml selects the cell registered under <name>; the
+# names allowed on the command line and in errors derive from it.
+CELLS: dict[str, type[RecurrentCell]] = {
+    "lstm": LSTMCell,
+    "arnn": AntisymmetricRNNCell,
+    "gated_arnn": GatedAntisymmetricRNNCell,
+    "ablation": AblationCell,
+}
+
+
+def build_cell(name: str, input_size: int, hidden_size: int, **options: Any) -> RecurrentCell:
+    """The cell registered under `name`, given the options it takes (`hyperparameters`); the
+    others are not settings of this model (config validation refuses values for them)."""
+    if name not in CELLS:
+        raise ValueError(f"model={name!r} is invalid: allowed: {', '.join(CELLS)}")
+    cls = CELLS[name]
+    taken = {k: options[k] for k in cls.hyperparameters if k in options}
+    return cls(input_size, hidden_size, **taken)
 
 
 def count_parameters(module: nn.Module) -> int:

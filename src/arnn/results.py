@@ -40,9 +40,12 @@ class RunResult:
     num_train: int | None = None
     num_test: int | None = None
     diverged_step: int | None = None
+    divergence: str | None = None  # why the run is `diverged` (not finite, or train.max_loss)
     last_finite_loss: float | None = None
     error: str | None = None
     requeues: int = 0  # times SLURM's signal stopped the run for a requeue
+    euler_rho: float | None = None  # at the start: max_i |1 + eps mu_i(A)| (arnn.stability)
+    log10_growth: float | None = None  # at the start: T log10(euler_rho), i.e. log10(rho^T)
     evaluations: list[list[float]] = field(default_factory=list)  # [step, test accuracy]
     config: dict[str, Any] = field(default_factory=dict)
 

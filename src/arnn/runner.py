@@ -23,11 +23,20 @@ from omegaconf import DictConfig, OmegaConf
 from arnn.checkpoint import CheckpointError, check_compatible, load_checkpoint, save_atomic
 from arnn.config import ConfigError, resolve_device, validate
 from arnn.data import DataError, EpochSampler, SequenceTask, build_task
+from arnn.data.tasks import DATASET_SETTINGS, DATASETS
 from arnn.figures import gradient_flow, plot_gradient_flow
-from arnn.models import SequenceClassifier, build_cell, count_parameters
+from arnn.models import CELLS, SequenceClassifier, build_cell, count_parameters
 from arnn.monitor import Monitor
+from arnn.optimizers import OPTIMIZERS, build_optimizer
 from arnn.recurrence import resolve_backend
 from arnn.results import FINISHED, RESULTS_FILE, ResultsError, RunResult
+from arnn.stability import (
+    StabilityReport,
+    eigenvalues,
+    euler_rho,
+    stability_report,
+    stability_warning,
+)
 from arnn.storage import RunDirBusy, RunDirLock, WriteError
 
 log = logging.getLogger("arnn")
@@ -44,7 +53,8 @@ def config_fingerprint(cfg: DictConfig) -> dict[str, Any]:
     train = data["train"]
     return {
         "model": data["model"],
-        "dataset": {k: v for k, v in data["dataset"].items() if k not in ("download", "path")},
+        "dataset": {k: v for k, v in data["dataset"].items()
+                    if k not in ("download", "path", "paper_steps")},
         "optimizer": data["optimizer"],
         "train": {k: train[k] for k in ("batch_size", "grad_clip")},
         "seed": data["seed"],
@@ -62,11 +72,32 @@ def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> 
     return out
 
 
+def _comparable(fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """A fingerprint without the settings its model, optimizer and dataset do not have (older
+    versions recorded values for them, e.g. eps for the LSTM), nor train.steps (fingerprints
+    before runs could be extended) and dataset.paper_steps."""
+    out = dict(fingerprint)
+    for key, registry, common in (("model", CELLS, ("name", "hidden_size")),
+                                  ("optimizer", OPTIMIZERS, ("name", "lr", "weight_decay")),
+                                  ("dataset", DATASETS, None)):
+        node = out.get(key)
+        if not isinstance(node, dict) or node.get("name") not in registry:
+            continue
+        entry = registry[node["name"]]
+        if key == "model":
+            keep = set(common) | set(entry.hyperparameters)
+        elif key == "optimizer":
+            keep = set(common) | set(entry[1])
+        else:
+            keep = (set(node) - set(DATASET_SETTINGS) - {"paper_steps"}) | set(entry[2])
+        out[key] = {k: v for k, v in node.items() if k in keep}
+    if isinstance(out.get("train"), dict):
+        out["train"] = {k: v for k, v in out["train"].items() if k != "steps"}
+    return out
+
+
 def _check_same_run(where: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
-    saved_train = saved.get("train")
-    if isinstance(saved_train, dict) and "steps" in saved_train:  # fingerprints before extending
-        saved = {**saved, "train": {k: v for k, v in saved_train.items() if k != "steps"}}
-    diff = _differences(saved, current)
+    diff = _differences(_comparable(saved), _comparable(current))
     if diff:
         raise CheckpointError(
             f"{where} belongs to a run with another configuration ({'; '.join(diff[:3])}); "
@@ -77,21 +108,11 @@ def _check_same_run(where: Path, saved: dict[str, Any], current: dict[str, Any])
 
 def build_model(cfg: DictConfig, task: SequenceTask, device: torch.device) -> SequenceClassifier:
     m = cfg.model
-    cell = build_cell(
-        m.name, task.input_size, m.hidden_size, eps=m.eps, gamma=m.gamma, sigma_w=m.sigma_w,
-        backend=resolve_backend(m.backend, device),
-    )
+    options = {"eps": m.eps, "gamma": m.gamma, "sigma_w": m.sigma_w, "backend": m.backend}
+    if m.backend is not None:
+        options["backend"] = resolve_backend(m.backend, device)
+    cell = build_cell(m.name, task.input_size, m.hidden_size, **options)
     return SequenceClassifier(cell, task.num_classes).to(device)
-
-
-def build_optimizer(cfg: DictConfig, params) -> torch.optim.Optimizer:
-    if cfg.name == "sgd":
-        return torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-        )
-    if cfg.name == "adagrad":
-        return torch.optim.Adagrad(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    raise ConfigError(f"optimizer={cfg.name!r} is invalid: allowed: sgd, adagrad")
 
 
 def seed_everything(seed: int) -> None:
@@ -134,19 +155,21 @@ def evaluate(model: SequenceClassifier, task: SequenceTask, batch_size: int) -> 
     return correct.item() / task.num_test, loss.item() / task.num_test
 
 
-def recurrent_spectrum(model: SequenceClassifier) -> dict[str, float]:
-    """Largest real part and largest modulus of the recurrent matrix's eigenvalues."""
+def recurrent_spectrum(model: SequenceClassifier, seq_len: int) -> dict[str, float]:
+    """Largest real part and modulus of the recurrent matrix's eigenvalues, and the Euler
+    stability figures rho and log10(rho^T) (arnn.stability)."""
     matrix = model.cell.recurrent_matrix()
-    if matrix is None:
+    mu = None if matrix is None else eigenvalues(matrix)
+    if mu is None:
         return {}
-    matrix = matrix.detach().double().cpu()
-    if not torch.isfinite(matrix).all():  # a diverged run; LAPACK refuses NaN
-        return {}
-    eig = torch.linalg.eigvals(matrix)
-    return {
-        "recurrent/max_real_eig": eig.real.max().item(),
-        "recurrent/max_abs_eig": eig.abs().max().item(),
-    }
+    out = {"recurrent/max_real_eig": mu.real.max().item(),
+           "recurrent/max_abs_eig": mu.abs().max().item()}
+    eps = getattr(model.cell, "eps", None)
+    if eps is not None:
+        report = StabilityReport(euler_rho(mu, eps), seq_len)
+        out["recurrent/euler_rho"] = report.euler_rho
+        out["recurrent/log10_growth"] = report.log10_growth
+    return out
 
 
 class SignalCatcher:
@@ -206,12 +229,14 @@ class Trainer:
         )
         self.step = 0
         self.diverged_step: int | None = None
+        self.divergence: str | None = None  # why the run diverged
         self.last_finite_loss: float | None = None
         self.best: float | None = None
         self.last: float | None = None
         self.evaluations: list[list[float]] = []
         self.wall_time_s = 0.0
         self.requeues = 0
+        self.stability = stability_report(self.model.cell, self.task.seq_len)
         self.signals: SignalCatcher | None = None
         self._session_start = time.perf_counter()
         self._reset_window()
@@ -294,9 +319,9 @@ class Trainer:
         return loss
 
     def diverged(self) -> bool:
-        """Whether a loss or gradient norm of the window is not finite (reads the window back;
-        called at log, evaluation and checkpoint steps only). Records the step and the last
-        finite loss."""
+        """Whether the window holds a loss or gradient norm that is not finite, or its mean loss
+        is above train.max_loss (reads the window back; called at log, evaluation and
+        checkpoint steps only). Records the step, the reason and the last finite loss."""
         rows = self._window_rows()
         finite = torch.isfinite(rows[:, :2]).all(dim=1)
         bad = (~finite).nonzero()
@@ -305,7 +330,15 @@ class Trainer:
             self.last_finite_loss = float(good[-1])
         if len(bad):
             self.diverged_step = self.win_start_step + int(bad[0]) + 1
-        return bool(len(bad))
+            self.divergence = f"loss or gradient norm not finite at step {self.diverged_step}"
+            return True
+        max_loss = self.cfg.train.max_loss
+        if max_loss is not None and len(rows) and (mean := float(rows[:, 0].mean())) > max_loss:
+            self.diverged_step = self.step
+            self.divergence = (f"mean training loss {mean:.3g} over steps {self.win_start_step + 1}"
+                               f"-{self.step} > train.max_loss={max_loss:g}")
+            return True
+        return False
 
     def log_window(self, monitor: Monitor) -> None:
         rows = self._window_rows()
@@ -326,7 +359,8 @@ class Trainer:
             self.step,
             f"step {self.step}/{self.cfg.train.steps} loss {stats['train/loss']:.4f} "
             f"acc {stats['train/accuracy']:.3f} grad_norm {stats['train/grad_norm']:.3g} "
-            f"{stats['train/steps_per_s']:.1f} it/s",
+            f"{stats['train/steps_per_s']:.1f} it/s, "
+            f"{_duration((self.cfg.train.steps - self.step) / stats['train/steps_per_s'])} left",
             {"loss": f"{stats['train/loss']:.3f}", "acc": f"{stats['train/accuracy']:.3f}"},
         )
         self._reset_window()
@@ -340,7 +374,8 @@ class Trainer:
         # where it is small beside the evaluation itself, not at every log line.
         monitor.scalars(
             self.step,
-            {"test/accuracy": accuracy, "test/loss": loss, **recurrent_spectrum(self.model)},
+            {"test/accuracy": accuracy, "test/loss": loss,
+             **recurrent_spectrum(self.model, self.task.seq_len)},
         )
         if self.cfg.train.gradient_flow:
             x, y = next(self.task.test_batches(32))
@@ -405,12 +440,23 @@ class Trainer:
             num_train=self.task.num_train,
             num_test=self.task.num_test,
             diverged_step=self.diverged_step if diverged else None,
+            divergence=self.divergence if diverged else None,
             last_finite_loss=self.last_finite_loss,
             error=error,
             requeues=self.requeues,
+            euler_rho=None if self.stability is None else self.stability.euler_rho,
+            log10_growth=None if self.stability is None else self.stability.log10_growth,
             evaluations=self.evaluations,
             config=self.fingerprint,
         )
+
+
+def _duration(seconds: float) -> str:
+    """1h05m, 4m10s, 12s."""
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 def hparams_of(cfg: DictConfig) -> dict[str, Any]:
@@ -503,6 +549,12 @@ def _run_locked(
         if on_start is not None:
             on_start()
         trainer = Trainer(cfg, run_dir, fingerprint)
+        if trainer.stability is not None:
+            log.info("%s", trainer.stability.line())
+            warning = stability_warning(trainer.model.cell, trainer.stability, cfg.model.gamma,
+                                        cfg.model.sigma_w)
+            if warning is not None:
+                log.warning("%s", warning)
         if state is not None:
             trainer.load_state_dict(ckpt_path, state)
             log.info("resumed from %s at step %d", ckpt_path, trainer.step)
@@ -542,8 +594,9 @@ def _run_locked(
     result.write(run_dir)
     if status == "diverged":
         log.warning(
-            "diverged at step %s (last finite loss %s); best test accuracy %s",
-            result.diverged_step, result.last_finite_loss, result.best_test_accuracy,
+            "diverged at step %s: %s (last finite loss %s); best test accuracy %s",
+            result.diverged_step, result.divergence, result.last_finite_loss,
+            result.best_test_accuracy,
         )
     else:
         log.info(

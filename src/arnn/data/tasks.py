@@ -10,7 +10,7 @@ drawn by indexing the device tensors; no DataLoader, no worker processes.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -178,22 +178,35 @@ def _cifar10(cfg: DictConfig, root: Path) -> dict[str, np.ndarray]:
     return load_cifar10(folder)
 
 
+def _fashion_mnist(cfg: DictConfig, root: Path) -> dict[str, np.ndarray]:
+    if not cfg.path and not find_idx_files(root, "FashionMNIST"):
+        if FASHION_MNIST_SYSTEM_DIR.is_dir():
+            root = FASHION_MNIST_SYSTEM_DIR
+    return _idx(cfg, root, "FashionMNIST")
+
+
+# The registry of datasets: conf/dataset/<name>.yaml selects the reader registered under <name>
+# (the names allowed on the command line derive from it). Each reader returns both splits as
+# images (N, H, W[, C]) uint8; the factor maps their values to [0, 1]; the settings are the
+# dataset keys only this dataset has (null for the others).
+Reader = Callable[[DictConfig, Path], dict[str, np.ndarray]]
+DATASETS: dict[str, tuple[Reader, float, tuple[str, ...]]] = {
+    "digits": (lambda cfg, root: _digits(cfg), 1.0 / 16, ("split_seed", "test_fraction")),
+    "mnist": (lambda cfg, root: _idx(cfg, root, "MNIST"), 1.0 / 255, ()),
+    "pmnist": (lambda cfg, root: _idx(cfg, root, "MNIST"), 1.0 / 255, ("permutation_seed",)),
+    "fashion_mnist": (_fashion_mnist, 1.0 / 255, ()),
+    "cifar10": (_cifar10, 1.0 / 255, ()),
+    "noise_cifar10": (_cifar10, 1.0 / 255, ("noise_seed",)),
+}
+DATASET_SETTINGS = ("split_seed", "test_fraction", "permutation_seed", "noise_seed")
+
+
 def _load(cfg: DictConfig, data_dir: str | Path) -> tuple[dict[str, np.ndarray], float]:
     """Both splits as images (N, H, W[, C]) uint8, and the factor that maps them to [0, 1]."""
-    name = cfg.name
-    root = Path(cfg.path if cfg.path else data_dir).expanduser()
-    if name == "digits":
-        return _digits(cfg), 1.0 / 16  # scikit-learn's digits take values 0..16
-    if name in ("mnist", "pmnist"):
-        return _idx(cfg, root, "MNIST"), 1.0 / 255
-    if name == "fashion_mnist":
-        if not cfg.path and not find_idx_files(root, "FashionMNIST"):
-            if FASHION_MNIST_SYSTEM_DIR.is_dir():
-                root = FASHION_MNIST_SYSTEM_DIR
-        return _idx(cfg, root, "FashionMNIST"), 1.0 / 255
-    if name in ("cifar10", "noise_cifar10"):
-        return _cifar10(cfg, root), 1.0 / 255
-    raise DataError(f"dataset={name!r} is invalid")
+    if cfg.name not in DATASETS:
+        raise DataError(f"dataset={cfg.name!r} is invalid: allowed: {', '.join(DATASETS)}")
+    reader, scale, _ = DATASETS[cfg.name]
+    return reader(cfg, Path(cfg.path if cfg.path else data_dir).expanduser()), scale
 
 
 def build_task(cfg: DictConfig, data_dir: str | Path, device: torch.device) -> SequenceTask:
@@ -235,6 +248,6 @@ def build_task(cfg: DictConfig, data_dir: str | Path, device: torch.device) -> S
         device=device,
         permutation=pixel_permutation(steps, cfg.permutation_seed) if name == "pmnist" else None,
         noise_steps=noise_steps,
-        noise_seed=cfg.noise_seed,
+        noise_seed=cfg.noise_seed if noise_steps else 0,
         num_classes=cfg.num_classes,
     )

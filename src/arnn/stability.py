@@ -1,0 +1,121 @@
+"""The paper's stability condition for forward Euler, as a report on a model's recurrent matrix.
+
+Euler's step h_t = h_{t-1} + eps f(h_{t-1}) is stable only when every eigenvalue mu of the step's
+Jacobian has |1 + eps mu| <= 1 (paper, section 3). With tanh' = 1 (its largest value) the Jacobian
+of f is the recurrent matrix: A = W - W^T - gamma I for arnn / gated_arnn (the gate z <= 1 only
+shrinks it), the unstructured M for the ablation. rho = max_i |1 + eps mu_i| bounds the growth per
+step; rho^T, its power over the task's T steps, bounds how far a perturbation of h_0 or a gradient
+can grow. gamma exists to bring rho under 1: for A, mu = -gamma + i lambda, so
+|1 + eps mu|^2 = (1 - eps gamma)^2 + (eps lambda)^2.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from arnn.config import APPENDIX_C
+
+# rho^T above this at the start of a run: warn (never refuse). Measured (README, "Stability
+# report"): the presets start near 1.1; 332 trained (ablation, digits, eps 0.1); 820 exploded
+# (gated_arnn, pixel MNIST, eps 0.1, gamma 0.1); 1.9e4 and 2.1e4 exploded (arnn and the
+# ablation with sigma_w 1, pixel CIFAR-10).
+GROWTH_WARNING = 500.0
+
+
+def eigenvalues(matrix: Tensor) -> Tensor | None:
+    """The eigenvalues of a recurrent matrix (complex128), None when it is not finite."""
+    matrix = matrix.detach().double().cpu()
+    if not torch.isfinite(matrix).all():  # a diverged run; LAPACK refuses NaN
+        return None
+    return torch.linalg.eigvals(matrix)
+
+
+def euler_rho(mu: Tensor, eps: float) -> float:
+    """rho = max_i |1 + eps mu_i|."""
+    return (1 + eps * mu).abs().max().item()
+
+
+@dataclass
+class StabilityReport:
+    euler_rho: float  # max_i |1 + eps mu_i|
+    seq_len: int  # T
+
+    @property
+    def log10_growth(self) -> float:
+        """log10(rho^T) = T log10(rho)."""
+        return self.seq_len * math.log10(self.euler_rho) if self.euler_rho > 0 else -math.inf
+
+    @property
+    def growth_text(self) -> str:
+        """rho^T, written as a power of ten when too large for a float."""
+        g = self.log10_growth
+        return f"{10 ** g:.3g}" if g < 300 else f"10^{g:.0f}"
+
+    def line(self) -> str:
+        return (f"stability: rho = max|1 + eps mu(A)| = {self.euler_rho:.6f}, "
+                f"rho^T = {self.growth_text} over T={self.seq_len} steps")
+
+
+def stability_report(cell: torch.nn.Module, seq_len: int) -> StabilityReport | None:
+    """The report for a cell with a recurrent matrix and an Euler step (None for the LSTM, or
+    a matrix that is not finite)."""
+    matrix = cell.recurrent_matrix() if hasattr(cell, "recurrent_matrix") else None
+    eps = getattr(cell, "eps", None)
+    if matrix is None or eps is None:
+        return None
+    mu = eigenvalues(matrix)
+    if mu is None:
+        return None
+    return StabilityReport(euler_rho(mu, eps), seq_len)
+
+
+def nearest_fixes(mu: Tensor, eps: float, gamma: float | None, sigma_w: float, seq_len: int,
+                  threshold: float = GROWTH_WARNING) -> list[str]:
+    """Single changes on the Appendix C grid that bring rho^T under `threshold`, one per axis:
+    the smallest larger gamma at this eps, the largest smaller eps, the largest smaller sigma_w
+    (at initialisation the matrix scales with sigma_w). `gamma` None: the ablation (no gamma)."""
+    limit = math.log10(threshold) / seq_len  # log10(rho) must stay under this
+
+    def ok(values: Tensor, step: float) -> bool:
+        return math.log10(max(euler_rho(values, step), 1e-300)) <= limit
+
+    fixes = []
+    if gamma is not None:
+        for g in sorted(v for v in APPENDIX_C["gamma"] if v > gamma):
+            if ok(mu + gamma - g, eps):  # A's eigenvalues shift with gamma: mu - (g - gamma)
+                fixes.append(f"model.gamma={g:g}")
+                break
+    for e in sorted((v for v in APPENDIX_C["eps"] if v < eps), reverse=True):
+        if ok(mu, e):
+            fixes.append(f"model.eps={e:g}")
+            break
+    if sigma_w > 0:
+        shift = 0.0 if gamma is None else gamma
+        for s in sorted((v for v in APPENDIX_C["sigma_w"] if v < sigma_w), reverse=True):
+            if ok((mu + shift) * (s / sigma_w) - shift, eps):
+                fixes.append(f"model.sigma_w={s:g}")
+                break
+    return fixes
+
+
+def stability_warning(cell: torch.nn.Module, report: StabilityReport, gamma: float | None,
+                      sigma_w: float, threshold: float = GROWTH_WARNING) -> str | None:
+    """One warning line when rho^T exceeds `threshold`, naming the settings and the nearest grid
+    changes that bring it under; None otherwise."""
+    if report.log10_growth <= math.log10(threshold):
+        return None
+    mu = eigenvalues(cell.recurrent_matrix())
+    fixes = nearest_fixes(mu, cell.eps, gamma, sigma_w, report.seq_len, threshold)
+    settings = f"eps={cell.eps:g}"
+    if gamma is not None:
+        settings += f", gamma={gamma:g}"
+    return (
+        f"unstable Euler steps: {settings}, sigma_w={sigma_w:g}, hidden_size={cell.hidden_size}, "
+        f"T={report.seq_len}: rho^T = {report.growth_text} > {threshold:g}; gradients and states "
+        f"may explode. Nearest grid change that brings it under: "
+        + (", or ".join(fixes) if fixes else "none on the Appendix C grid in one step")
+    )

@@ -1,0 +1,146 @@
+"""Presets per (model, task), and one source for every default and every name."""
+
+import dataclasses
+import itertools
+
+import pytest
+import yaml
+from omegaconf import MISSING
+
+from arnn import config
+from arnn.config import APPENDIX_C, ConfigError, validate
+from arnn.data.tasks import DATASETS
+from arnn.models import CELLS
+from arnn.optimizers import OPTIMIZERS
+from tests.conftest import CONF, compose_cfg
+
+PAPER_TASKS = {"mnist": 50000, "pmnist": 50000, "cifar10": 50000, "noise_cifar10": 10000}
+
+
+def _options(group):
+    return {p.stem for p in (CONF / group).glob("*.yaml") if not p.stem.startswith("_")}
+
+
+def test_config_files_mirror_the_registries():
+    assert _options("model") == set(CELLS)
+    assert _options("dataset") == set(DATASETS)
+    assert _options("optimizer") == set(OPTIMIZERS)
+    assert _options("preset") == {f"{m}_{d}" for m in CELLS for d in DATASETS}
+
+
+def test_unknown_names_are_refused_with_the_registry_names(capsys):
+    from arnn.cli import check_group_choices
+
+    with pytest.raises(ConfigError, match=r"model='rnn' is invalid: allowed: ablation, arnn, "
+                                          r"gated_arnn, lstm$"):
+        check_group_choices(["model=rnn"], CONF)
+    with pytest.raises(ConfigError, match="preset='_paper' is invalid"):
+        check_group_choices(["preset=_paper"], CONF)
+    cfg = compose_cfg()
+    cfg.optimizer.name = "adam"
+    with pytest.raises(ConfigError, match="optimizer='adam' is invalid: allowed: sgd, adagrad"):
+        validate(cfg)
+
+
+def test_the_schema_holds_types_and_no_values():
+    """Every value lives in YAML: a schema default is MISSING, or None (a setting that a
+    model, dataset or optimizer does not have, or no limit)."""
+    for node in (config.ModelConfig, config.DatasetConfig, config.OptimizerConfig,
+                 config.TrainConfig, config.Config):
+        for f in dataclasses.fields(node):
+            default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+            assert default is MISSING or default is None, (node.__name__, f.name, default)
+
+
+def test_model_files_only_define_the_model():
+    """Tuned values (eps, gamma, sigma_w, lr) live in the presets, not in conf/model."""
+    for path in (CONF / "model").glob("*.yaml"):
+        data = yaml.safe_load(path.read_text())
+        assert set(data) <= {"name", "backend", "eps", "gamma"}, path.name
+        assert all(data[k] is None for k in ("eps", "gamma") if k in data), path.name
+    for path in (CONF / "optimizer").glob("*.yaml"):
+        assert "lr" not in yaml.safe_load(path.read_text()), path.name
+
+
+@pytest.mark.parametrize("model,dataset", list(itertools.product(sorted(CELLS), sorted(DATASETS))))
+def test_every_pair_has_a_preset_on_the_appendix_c_grid(model, dataset):
+    cfg = compose_cfg(f"model={model}", f"dataset={dataset}")
+    validate(cfg)
+    assert cfg.optimizer.name in APPENDIX_C["optimizer"]
+    assert cfg.optimizer.lr in APPENDIX_C["lr"]
+    assert cfg.model.sigma_w in APPENDIX_C["sigma_w"]
+    hyper = CELLS[model].hyperparameters
+    assert (cfg.model.eps in APPENDIX_C["eps"]) if "eps" in hyper else cfg.model.eps is None
+    assert (cfg.model.gamma in APPENDIX_C["gamma"]) if "gamma" in hyper else cfg.model.gamma is None
+    if dataset in PAPER_TASKS:  # the command is the paper's experiment
+        assert cfg.train.steps == PAPER_TASKS[dataset]
+        assert cfg.train.eval_every == 1000
+    # The full grid sweep holds the preset: each axis of the sweep contains its value.
+    params = compose_cfg("+sweep=appendix_c", f"model={model}", f"dataset={dataset}",
+                         return_hydra_config=True).hydra.sweeper.params
+    for key, value in (("model.sigma_w", cfg.model.sigma_w), ("optimizer", cfg.optimizer.name),
+                       ("optimizer.lr", cfg.optimizer.lr), ("model.eps", cfg.model.eps),
+                       ("model.gamma", cfg.model.gamma)):
+        axis = [yaml.safe_load(v) for v in params[key].split(",")]
+        assert value in axis, (key, value, axis)
+
+
+def test_the_paper_tasks_do_not_inherit_the_digits_values():
+    """The digits values (eps 0.1, gamma 0.1) explode over 1024 steps: every pair on a paper
+    task has its own, with Euler growth rho^T under the warning threshold (arnn.stability)."""
+    digits = compose_cfg("model=arnn", "dataset=digits").model
+    cifar = compose_cfg("model=arnn", "dataset=cifar10").model
+    assert (digits.eps, digits.gamma) == (0.1, 0.1)
+    assert (cifar.eps, cifar.gamma) != (digits.eps, digits.gamma)
+
+
+def test_the_command_line_wins_over_the_preset():
+    cfg = compose_cfg("model=arnn", "dataset=cifar10", "optimizer=sgd", "model.eps=0.1",
+                      "optimizer.lr=0.5", "train.steps=100")
+    assert (cfg.optimizer.name, cfg.optimizer.momentum, cfg.optimizer.lr) == ("sgd", 0.9, 0.5)
+    assert (cfg.model.eps, cfg.train.steps) == (0.1, 100)
+    preset = compose_cfg("model=arnn", "dataset=cifar10")
+    assert cfg.model.gamma == preset.model.gamma  # what was not overridden stays the preset's
+    other = compose_cfg("model=arnn", "dataset=cifar10", "preset=arnn_digits")
+    assert (other.model.eps, other.optimizer.name) == (0.1, "sgd")
+
+
+def test_fashion_mnist_takes_the_mnist_presets():
+    for model in CELLS:
+        a = compose_cfg(f"model={model}", "dataset=fashion_mnist")
+        b = compose_cfg(f"model={model}", "dataset=mnist")
+        assert (a.model, a.optimizer, a.train) == (b.model, b.optimizer, b.train)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("model.eps=0.1", r"model.eps=0.1 is invalid: model=lstm has no eps"),
+    ("model.gamma=0.1", r"model.gamma=0.1 is invalid: model=lstm has no gamma"),
+    ("optimizer.momentum=0.5", r"optimizer.momentum=0.5 is invalid: optimizer=adagrad has no"),
+])
+def test_a_setting_the_model_does_not_have_is_refused(override, message):
+    extra = ["optimizer=adagrad"] if override.startswith("optimizer") else []
+    cfg = compose_cfg("model=lstm", "dataset=mnist", *extra, override)
+    with pytest.raises(ConfigError, match=message):
+        validate(cfg)
+    cfg = compose_cfg("model=ablation", "dataset=mnist", "model.gamma=0.1")
+    with pytest.raises(ConfigError, match="model=ablation has no gamma"):
+        validate(cfg)
+
+
+def test_readme_table_shows_every_preset():
+    """README's preset table is the presets: one row per pair, the values they compose to."""
+    rows = {}
+    for line in (CONF.parent / "README.md").read_text().splitlines():
+        cells = [c.strip().strip("`") for c in line.strip().strip("|").split("|")]
+        if len(cells) == 9 and cells[0] in CELLS and cells[1] in DATASETS:
+            rows[cells[0], cells[1]] = cells[2:8]
+    assert set(rows) == {(m, d) for m in CELLS for d in DATASETS}
+
+    def shown(value):
+        return "-" if value is None else f"{value:,}" if isinstance(value, int) else f"{value:g}"
+
+    for (model, dataset), row in rows.items():
+        cfg = compose_cfg(f"model={model}", f"dataset={dataset}")
+        expected = [cfg.optimizer.name, shown(cfg.optimizer.lr), shown(cfg.model.eps),
+                    shown(cfg.model.gamma), shown(cfg.model.sigma_w), shown(cfg.train.steps)]
+        assert row == expected, (model, dataset)
