@@ -155,18 +155,19 @@ def test_absurd_but_finite_loss_is_diverged(tmp_path):
     assert result["status"] == "diverged" and result["steps"] == 10
     assert "> train.max_loss=1000" in result["divergence"]
     assert 1e3 < result["last_finite_loss"] < float("inf")
-    assert "diverged at step 10: mean training loss" in proc.stderr
+    assert "diverged at step 10: mean training loss" in proc.stdout + proc.stderr
 
 
 def test_stability_warning_names_the_settings_and_a_fix(tmp_path):
     proc = run_cli("model.eps=1", "model.gamma=0.001", "train.steps=0",
                    f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if "unstable Euler steps" in line]
-    assert len(lines) == 1, proc.stderr
+    output = proc.stdout + proc.stderr  # Hydra's console log
+    lines = [line for line in output.splitlines() if "unstable Euler steps" in line]
+    assert len(lines) == 1, output
     assert "eps=1, gamma=0.001, sigma_w=1, hidden_size=32, T=64" in lines[0]
     assert "model.eps=0.1" in lines[0]  # at T=64, eps 0.1 with gamma 0.001 is under 1e3
-    assert "stability: rho = max|1 + eps mu(A)| =" in proc.stderr
+    assert "stability: rho = max|1 + eps mu(A)| =" in output
     result = json.loads((tmp_path / "results.json").read_text())
     assert result["log10_growth"] > 3
 
