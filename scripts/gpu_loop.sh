@@ -6,8 +6,16 @@ set -u
 OUT=${OUT:-gpu_out}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD/src:$PWD/.gpu_site:$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
-rm -rf /tmp/cifar; python3 -c "from pathlib import Path; from tests.test_data import write_cifar10; \
-write_cifar10(Path('/tmp/cifar'), per_batch=2000)"
+rm -rf /tmp/cifar; mkdir -p /tmp/cifar/cifar-10-batches-py; python3 - <<'PY'
+import pickle
+import numpy as np
+rng = np.random.default_rng(0)
+for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+    batch = {b"labels": rng.integers(0, 10, 2000).tolist(),
+             b"data": rng.integers(0, 256, (2000, 3072), dtype=np.uint8)}
+    with open(f"/tmp/cifar/cifar-10-batches-py/{name}", "wb") as f:
+        pickle.dump(batch, f)
+PY
 timeout 400 python3 scripts/bench.py --device cuda --loop-steps 100 --json "$OUT/loop.json" \
   --loop "dataset=mnist model=gated_arnn data_dir=.device-data/mnist dataset.test_limit=2000 optimizer.lr=0.01" \
   --loop "dataset=mnist model=lstm data_dir=.device-data/mnist dataset.test_limit=2000" \

@@ -12,8 +12,8 @@ import torch
 
 from arnn.data import DataError, EpochSampler, build_task, pixel_permutation
 from arnn.data.files import read_idx
-from arnn.runner import run
-from tests.conftest import compose_cfg
+from arnn.run_dir import run
+from tests.fixtures import compose_cfg
 
 CPU = torch.device("cpu")
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -30,6 +30,7 @@ def mnist(mnist_dir):
     return _task(mnist_dir, "dataset=mnist")
 
 
+@pytest.mark.slow
 def test_real_mnist_counts_labels_and_known_images(mnist, mnist_dir):
     assert (mnist.num_train, mnist.num_test) == (60000, 10000)
     assert torch.bincount(mnist.train_y).tolist() == MNIST_TRAIN_COUNTS
@@ -43,6 +44,7 @@ def test_real_mnist_counts_labels_and_known_images(mnist, mnist_dir):
     np.testing.assert_allclose(x[0, :, 0].numpy(), raw[0].reshape(-1) / 255.0, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_mnist_standardize_option(mnist_dir):
     task = _task(mnist_dir, "dataset=mnist", "dataset.standardize=true", "dataset.train_limit=10")
     assert task.mean[0] == pytest.approx(0.1307, abs=1e-3)
@@ -51,6 +53,7 @@ def test_mnist_standardize_option(mnist_dir):
     assert x.min() < -0.4 and x.max() > 2.5
 
 
+@pytest.mark.slow
 def test_torchvision_layout_and_plain_files(tmp_path, mnist_dir):
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
@@ -64,6 +67,7 @@ def test_torchvision_layout_and_plain_files(tmp_path, mnist_dir):
     assert task.test_y.tolist() == [7, 2, 1, 0, 4]
 
 
+@pytest.mark.slow
 def test_limits_keep_the_first_examples(mnist, mnist_dir):
     small = _task(mnist_dir, "dataset=mnist", "dataset.train_limit=100", "dataset.test_limit=30")
     assert (small.num_train, small.num_test) == (100, 30)
@@ -78,6 +82,7 @@ def _copy_mnist(src: Path, dst: Path) -> Path:
     return dst
 
 
+@pytest.mark.slow
 def test_truncated_or_malformed_idx_file_names_the_file(tmp_path, mnist_dir):
     folder = _copy_mnist(mnist_dir, tmp_path / "m")
     labels = folder / "t10k-labels-idx1-ubyte.gz"
@@ -90,6 +95,7 @@ def test_truncated_or_malformed_idx_file_names_the_file(tmp_path, mnist_dir):
         _task(folder, "dataset=mnist", "dataset.download=false")
 
 
+@pytest.mark.slow
 def test_pmnist_permutation(mnist_dir, mnist, tmp_path):
     perm = pixel_permutation(784, 0)
     assert sorted(perm.tolist()) == list(range(784))  # a bijection of all 784 positions
@@ -110,30 +116,6 @@ def test_pmnist_permutation(mnist_dir, mnist, tmp_path):
     assert not torch.equal(other.permutation, perm)
     task.save_artifacts(tmp_path)
     assert json.loads((tmp_path / "permutation.json").read_text()) == perm.tolist()
-
-
-def write_cifar10(root: Path, per_batch: int = 4, seed: int = 0) -> Path:
-    """A small CIFAR-10 in the real python-pickle batch format (channel-major rows)."""
-    rng = np.random.default_rng(seed)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    for name in names:
-        batch = {
-            b"batch_label": name.encode(),
-            b"labels": rng.integers(0, 10, per_batch).tolist(),
-            b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
-            b"filenames": [f"{name}_{i}.png".encode() for i in range(per_batch)],
-        }
-        with open(folder / name, "wb") as f:
-            pickle.dump(batch, f)
-    return folder
-
-
-@pytest.fixture()
-def cifar_root(tmp_path):
-    write_cifar10(tmp_path)
-    return tmp_path
 
 
 def test_pixel_cifar10_sequences(cifar_root):
@@ -248,6 +230,7 @@ def test_split_seed_chooses_the_digits_split():
     assert images(a) == images(b)
 
 
+@pytest.mark.slow
 def test_fashion_mnist_reads_the_same_format(tmp_path, mnist_dir):
     raw = tmp_path / "FashionMNIST" / "raw"  # torchvision's layout for Fashion-MNIST
     raw.mkdir(parents=True)
@@ -275,6 +258,7 @@ def test_epoch_sampler_visits_every_example_once_per_epoch():
     assert all(torch.equal(a, sampler.next()) for a in after)
 
 
+@pytest.mark.slow
 def test_short_training_run_on_real_mnist(tmp_path, mnist_dir):
     cfg = compose_cfg(
         "dataset=mnist", f"data_dir={mnist_dir}", "model.hidden_size=16", "train.steps=3",

@@ -8,11 +8,11 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from arnn.data import build_task
+from arnn.build import build
 from arnn.figures import FIGURE1_INITIAL_STATES, figure1_systems, gradient_flow
 from arnn.models import build_cell
-from arnn.runner import build_model, run
-from tests.conftest import ROOT, compose_cfg
+from arnn.run_dir import run
+from tests.fixtures import ROOT, compose_cfg
 
 SYSTEMS = {s.title.split(",")[1].split()[0]: s for s in figure1_systems() if s.residual}
 
@@ -44,6 +44,7 @@ def test_figure1_systems_use_the_package_recurrence():
     torch.testing.assert_close(vanilla.step(h, 1)[0], torch.tanh(h))
 
 
+@pytest.mark.slow
 def test_plot_dynamics_script_writes_png_and_pdf(tmp_path):
     out = tmp_path / "fig1.png"
     subprocess.run([sys.executable, str(ROOT / "scripts" / "plot_dynamics.py"), "--out",
@@ -53,10 +54,10 @@ def test_plot_dynamics_script_writes_png_and_pdf(tmp_path):
 
 
 def _flow(model_name, dataset, data_dir, *overrides, batch=8):
-    cfg = compose_cfg(f"model={model_name}", f"dataset={dataset}", "device=cpu", *overrides)
-    torch.manual_seed(0)
-    task = build_task(cfg.dataset, data_dir, torch.device("cpu"))
-    model = build_model(cfg, task, torch.device("cpu"))
+    cfg = compose_cfg(f"model={model_name}", f"dataset={dataset}", "device=cpu",
+                      f"data_dir={data_dir}", *overrides)
+    parts = build(cfg)
+    model, task = parts.model, parts.task
     x, y = next(task.test_batches(batch))
     return gradient_flow(model, x, y)
 
@@ -67,6 +68,7 @@ def test_gradient_flow_one_finite_norm_per_step(model):
     assert norms.shape == (64,) and np.all(np.isfinite(norms)) and norms[-1] > 0
 
 
+@pytest.mark.slow
 def test_gradient_flow_over_784_steps_of_real_mnist(mnist_dir, monkeypatch):
     """With the presets (eps 0.01, gamma 0.01, sigma_w 1) the gradient neither vanishes nor
     explodes over 784 steps; the same weights made symmetric (W + W^T: real eigenvalues up to

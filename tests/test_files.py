@@ -21,16 +21,14 @@ import pytest
 import torch
 
 from arnn import storage
-from arnn.checkpoint import CheckpointError, load_checkpoint, save_atomic
+from arnn.checkpoint import CHECKPOINT, CheckpointError, load_checkpoint, save_atomic
 from arnn.data.files import DataError, load_cifar10, read_cifar_batch, read_idx
 from arnn.results import ResultsError, RunResult
-from arnn.runner import CHECKPOINT, Trainer, run
+from arnn.run_dir import run
 from arnn.storage import RunDirBusy, RunDirLock, WriteError, write_atomic
-from tests.conftest import ROOT, compose_cfg, run_cli
-from tests.test_data import write_cifar10
+from tests.fixtures import CIFAR_JPEG_DIR, ROOT, SMALL, compose_cfg, run_cli, write_cifar10
 
-SMALL = ("model.hidden_size=16", "train.batch_size=32", "device=cpu")
-SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg" / "make_cifar10.py"
+SHARED_CIFAR = CIFAR_JPEG_DIR / "make_cifar10.py"
 
 
 class Payload:
@@ -53,6 +51,7 @@ def _one_line_error(proc, path) -> str:
 
 # --- CIFAR-10 batches: a restricted unpickler ------------------------------------------------
 
+@pytest.mark.slow
 def test_hostile_cifar_batch_runs_nothing(tmp_path):
     folder = write_cifar10(tmp_path)
     marker = tmp_path / "marker"
@@ -104,6 +103,7 @@ def test_real_batch_formats_load(tmp_path, writer):
     np.testing.assert_array_equal(images.transpose(0, 3, 1, 2).reshape(3, 3072), batch[b"data"])
 
 
+@pytest.mark.slow
 def test_the_jpeg_copy_written_by_make_cifar10_loads(tmp_path):
     subprocess.run([sys.executable, str(SHARED_CIFAR), str(tmp_path)], check=True,
                    capture_output=True)
@@ -136,6 +136,7 @@ def _wrap_v2(archive: bytes) -> bytes:
     return f"arnn-checkpoint 2 sha256={hashlib.sha256(archive).hexdigest()}\n".encode() + archive
 
 
+@pytest.mark.slow
 def test_hostile_checkpoint_runs_nothing(tmp_path):
     run_dir, marker = tmp_path / "run", tmp_path / "marker"
     run(compose_cfg(*SMALL, "train.steps=2"), run_dir)
@@ -158,17 +159,13 @@ def test_checkpoint_of_the_previous_format_resumes_exactly(tmp_path, monkeypatch
     args = (*SMALL, "train.steps=6", "train.checkpoint_every=3")
     straight = tmp_path / "straight"
     run(compose_cfg(*args), straight)
-    original = Trainer.train_step
 
-    def stop_at_4(self, x, y):
-        if self.step == 4:
+    def stop_at_4(loop):
+        if loop.step == 4:
             raise KeyboardInterrupt
-        return original(self, x, y)
 
-    monkeypatch.setattr(Trainer, "train_step", stop_at_4)
     with pytest.raises(KeyboardInterrupt):
-        run(compose_cfg(*args), tmp_path / "old")
-    monkeypatch.setattr(Trainer, "train_step", original)
+        run(compose_cfg(*args), tmp_path / "old", hooks=[stop_at_4])
     ckpt = tmp_path / "old" / CHECKPOINT
     state = load_checkpoint(ckpt)
     assert state["step"] == 3
@@ -286,6 +283,7 @@ def test_fuzz_results_reader(tmp_path):
             RunResult.read(tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_directories_and_unreadable_files(tmp_path, monkeypatch):
     run(compose_cfg(*SMALL, "train.steps=2"), tmp_path / "run")
     ckpt, results = tmp_path / "run" / CHECKPOINT, tmp_path / "run" / "results.json"
@@ -320,6 +318,7 @@ def test_directories_and_unreadable_files(tmp_path, monkeypatch):
         read_cifar_batch(cifar / "cifar-10-batches-py" / "x")
 
 
+@pytest.mark.slow
 def test_damaged_files_end_in_one_line_from_the_command_line(tmp_path):
     run_dir = tmp_path / "run"
     run(compose_cfg(*SMALL, "train.steps=2"), run_dir)
@@ -351,6 +350,7 @@ def test_a_held_directory_is_refused_and_left_unchanged(tmp_path):
     assert RunResult.read(tmp_path).status == "completed"
 
 
+@pytest.mark.slow
 def test_second_process_stops_and_kill_9_releases_the_directory(tmp_path):
     args = (*SMALL, "train.steps=1500", "train.checkpoint_every=25", "train.eval_every=1500",
             f"hydra.run.dir={tmp_path}")
@@ -377,6 +377,7 @@ def test_second_process_stops_and_kill_9_releases_the_directory(tmp_path):
     assert RunResult.read(tmp_path).status == "completed"
 
 
+@pytest.mark.slow
 def test_a_busy_job_fails_alone_in_a_sweep(tmp_path):
     sweep = tmp_path / "sweep"
     (sweep / "1").mkdir(parents=True)
@@ -423,6 +424,7 @@ def test_a_failing_results_write_keeps_the_previous_one(tmp_path, monkeypatch):
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_failing_write_from_the_command_line_is_one_line(tmp_path):
     script = (
         "import errno, os, sys; from arnn import storage\n"

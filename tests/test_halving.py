@@ -12,16 +12,15 @@ import pytest
 import torch
 import yaml
 
-from arnn.checkpoint import load_checkpoint
+from arnn.checkpoint import CHECKPOINT, load_checkpoint
 from arnn.collect import collect
 from arnn.collect import main as collect_main
 from arnn.config import ConfigError
-from arnn.halving import promote, ranked, rung_budgets
 from arnn.results import RunResult
-from arnn.runner import CHECKPOINT, run
-from tests.conftest import ROOT, compose_cfg, run_cli
+from arnn.run_dir import run
+from hydra_plugins.arnn_halving_sweeper._impl import promote, ranked, rung_budgets
+from tests.fixtures import ROOT, SMALL, compose_cfg, run_cli
 
-SMALL = ("model.hidden_size=16", "train.batch_size=32", "device=cpu")
 GRID = ("model=arnn", "model.eps=0.01,0.1", "optimizer.lr=0.1,0.3", *SMALL)
 
 
@@ -88,6 +87,7 @@ def _mtimes(sweep):
     return {p: p.stat().st_mtime_ns for p in sweep.rglob("*") if p.is_file()}
 
 
+@pytest.mark.slow
 def test_halving_sweep_end_to_end_and_rerun_trains_nothing(tmp_path):
     sweep = tmp_path / "sweep"
     proc = _halving(sweep)
@@ -96,10 +96,11 @@ def test_halving_sweep_end_to_end_and_rerun_trains_nothing(tmp_path):
     assert [r["budget"] for r in record["rungs"]] == [10, 20, 40]
     assert [len(r["jobs"]) for r in record["rungs"]] == [4, 2, 1]
     for r, rung in enumerate(record["rungs"][:-1]):  # the best half of each rung goes on
-        outcomes = {int(j): o for j, o in rung["outcomes"].items()}
-        best = sorted(outcomes, key=lambda j: -outcomes[j]["metric"])[:len(outcomes) // 2]
-        assert sorted(rung["promoted"]) == sorted(best)
-        assert record["rungs"][r + 1]["jobs"] == rung["promoted"]
+        # each job's test accuracy at the rung's budget, from its own evaluations
+        at_budget = {j: dict((int(s), a) for s, a in RunResult.read(sweep / str(j)).evaluations)
+                     [rung["budget"]] for j in rung["jobs"]}
+        best = sorted(at_budget, key=lambda j: (-at_budget[j], j))[:len(at_budget) // 2]
+        assert sorted(record["rungs"][r + 1]["jobs"]) == sorted(best)
     steps = {j: RunResult.read(sweep / str(j)).steps for j in range(4)}
     final = record["rungs"][-1]["jobs"][0]
     assert steps[final] == 40 and sorted(steps.values()) == [10, 10, 20, 40]
@@ -122,6 +123,7 @@ def test_halving_sweep_end_to_end_and_rerun_trains_nothing(tmp_path):
     assert f"| {sweep / str(final)} |" in md.split("## Best configuration per task")[1]
 
 
+@pytest.mark.slow
 def test_an_interrupted_halving_sweep_resumes_where_it_stopped(tmp_path):
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     assert _halving(clean, "train.steps=160", "hydra.sweeper.min_steps=40").returncode == 0
@@ -153,6 +155,7 @@ def test_an_interrupted_halving_sweep_resumes_where_it_stopped(tmp_path):
     assert all(torch.equal(pa[k], pb[k]) for k in pa)  # as if never interrupted
 
 
+@pytest.mark.slow
 def test_halving_under_the_joblib_launcher(tmp_path):
     sweep = tmp_path / "sweep"
     proc = _halving(sweep, launcher=("hydra/launcher=joblib", "hydra.launcher.n_jobs=2"))
@@ -171,6 +174,7 @@ def test_halving_on_slurm_composes():
     assert "SlurmLauncher" in cfg.hydra.launcher._target_ and cfg.train.steps == 50000
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bad", ["hydra.sweeper.eta=1", "hydra.sweeper.metric=loss",
                                  "train.steps=10,20"])
 def test_bad_halving_settings_are_one_line(tmp_path, bad):
@@ -182,6 +186,7 @@ def test_bad_halving_settings_are_one_line(tmp_path, bad):
 
 # --- a refused job fails alone ----------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", [(), ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2"),
                                       ("hydra/sweeper=halving", "hydra.sweeper.min_steps=10")])
 def test_a_refused_job_fails_alone(tmp_path, launcher):
@@ -242,5 +247,5 @@ def test_collector_ranks_the_deepest_rung_first(tmp_path):
     assert f"| {sweep / '1'} |" in md.split("## Best configuration per task")[1]
     assert "30 steps trained against 40 for the full grid (75.0%)" in md
     rows = (sweep / "results.csv").read_text().splitlines()
-    assert rows[0].split(",").index("rung") >= 0 and rows[1].split(",")[rows[0].split(
-        ",").index("rung")] == "0"
+    header = rows[0].split(",")
+    assert "rung" in header and rows[1].split(",")[header.index("rung")] == "0"

@@ -14,7 +14,7 @@ from arnn.models import (
     build_cell,
     count_parameters,
 )
-from tests.conftest import compose_cfg
+from tests.fixtures import compose_cfg
 
 
 def _direct_eq12(cell, x):
@@ -168,7 +168,7 @@ def test_parameter_counts_match_the_paper(model, dataset, thousands):
     assert round(params / 1000) == thousands, params
 
 
-def test_paper_hidden_sizes_come_from_the_dataset():
+def test_paper_hidden_sizes_come_from_the_presets():
     sizes = {
         (m, d): compose_cfg(f"model={m}", f"dataset={d}").model.hidden_size
         for m in ("lstm", "arnn", "gated_arnn", "ablation")

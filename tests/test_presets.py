@@ -2,17 +2,19 @@
 
 import dataclasses
 import itertools
+import re
 
 import pytest
 import yaml
 from omegaconf import MISSING
 
 from arnn import config
-from arnn.config import APPENDIX_C, ConfigError, validate
+from arnn.config import ConfigError, validate
 from arnn.data.tasks import DATASETS
+from arnn.grid import APPENDIX_C
 from arnn.models import CELLS
 from arnn.optimizers import OPTIMIZERS
-from tests.conftest import CONF, compose_cfg
+from tests.fixtures import CONF, compose_cfg
 
 PAPER_TASKS = {"mnist": 50000, "pmnist": 50000, "cifar10": 50000, "noise_cifar10": 10000}
 
@@ -69,7 +71,7 @@ def test_every_pair_has_a_preset_on_the_appendix_c_grid(model, dataset):
     assert cfg.optimizer.name in APPENDIX_C["optimizer"]
     assert cfg.optimizer.lr in APPENDIX_C["lr"]
     assert cfg.model.sigma_w in APPENDIX_C["sigma_w"]
-    hyper = CELLS[model].hyperparameters
+    hyper = CELLS[model].settings
     assert (cfg.model.eps in APPENDIX_C["eps"]) if "eps" in hyper else cfg.model.eps is None
     assert (cfg.model.gamma in APPENDIX_C["gamma"]) if "gamma" in hyper else cfg.model.gamma is None
     if dataset in PAPER_TASKS:  # the command is the paper's experiment
@@ -103,6 +105,30 @@ def test_the_command_line_wins_over_the_preset():
     assert cfg.model.gamma == preset.model.gamma  # what was not overridden stays the preset's
     other = compose_cfg("model=arnn", "dataset=cifar10", "preset=arnn_digits")
     assert (other.model.eps, other.optimizer.name) == (0.1, "sgd")
+
+
+def test_a_preset_that_takes_another_pairs_values_includes_it(tmp_path):
+    """Headers saying "<pair>'s values" include that pair's preset: re-tuning it (here
+    arnn_mnist's lr, ablation_cifar10's eps) carries over to the pairs that borrow it."""
+    import shutil
+
+    for path in (CONF / "preset").glob("*.yaml"):
+        text = path.read_text()
+        borrowed = [p for p in re.findall(r"(\w+)'s values", text.splitlines()[1])
+                    if p in _options("preset")]
+        assert all(f"  - {p}\n" in text for p in borrowed), path.name
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF, conf)
+    for name, old, new in (("arnn_mnist", "lr: 0.1", "lr: 0.75"),
+                           ("ablation_cifar10", "eps: 0.01", "eps: 0.1")):
+        path = conf / "preset" / f"{name}.yaml"
+        path.write_text(path.read_text().replace(old, new))
+    from arnn.config import compose_config
+
+    assert compose_config(["model=arnn", "dataset=pmnist"], conf).optimizer.lr == 0.75
+    for dataset in ("mnist", "pmnist", "noise_cifar10"):
+        assert compose_config(["model=ablation", f"dataset={dataset}"], conf).model.eps == 0.1
+    assert compose_config(["model=ablation", "dataset=mnist"], conf).model.hidden_size == 128
 
 
 def test_fashion_mnist_takes_the_mnist_presets():

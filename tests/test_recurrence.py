@@ -81,20 +81,22 @@ def test_auto_backend_on_cpu_is_torch():
 
 def test_training_curves_agree_across_backends(tmp_path):
     """A few optimiser steps from the same seed: same losses and parameters per backend."""
-    from arnn.runner import Trainer, config_fingerprint
-    from tests.conftest import compose_cfg
+    from arnn.build import build
+    from arnn.identity import fingerprint
+    from arnn.loop import Loop
+    from tests.fixtures import compose_cfg
 
     curves, params = {}, {}
     for backend in ("reference", "torch", "triton"):
         cfg = compose_cfg(f"model.backend={backend}", "model.hidden_size=8",
                           "train.batch_size=4", "device=cpu", "optimizer.lr=0.5")
-        trainer = Trainer(cfg, tmp_path / backend, config_fingerprint(cfg))
-        assert trainer.model.cell.backend == backend
+        loop = Loop(build(cfg), cfg, fingerprint(cfg))
+        assert loop.model.cell.backend == backend
         curves[backend] = torch.stack(
-            [trainer.train_step(*trainer.task.train_batch(trainer.sampler.next()))
+            [loop.train_step(*loop.task.train_batch(loop.parts.sampler.next()))
              for _ in range(3)]
         )
-        params[backend] = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
+        params[backend] = torch.cat([p.detach().flatten() for p in loop.model.parameters()])
     for backend in ("torch", "triton"):
         torch.testing.assert_close(curves[backend], curves["reference"], rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(params[backend], params["reference"], rtol=1e-4, atol=1e-6)

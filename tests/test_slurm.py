@@ -12,13 +12,12 @@ import time
 import pytest
 import torch
 
-from arnn.checkpoint import load_checkpoint
+from arnn.checkpoint import CHECKPOINT, load_checkpoint
 from arnn.collect import main as collect_main
 from arnn.results import RunResult
-from arnn.runner import CHECKPOINT
-from tests.conftest import ROOT, run_cli
+from tests.fixtures import ROOT, run_cli
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 CPU_SLURM = ("hydra/launcher=slurm_cpu",)
 
 

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from tests.fixtures import ROOT
 
 
 def test_ruff_clean():

@@ -11,7 +11,9 @@ from omegaconf import OmegaConf
 
 from arnn.collect import collect
 from arnn.collect import main as collect_main
-from tests.conftest import compose_cfg, run_cli
+from tests.fixtures import compose_cfg, run_cli
+
+pytestmark = pytest.mark.slow  # every test here runs sweeps through train.py
 
 SIGMA_W = ["0", "1", "2", "4", "8", "16"]
 LR = ["0.1", "0.2", "0.3", "0.4", "0.5", "0.75", "1"]

@@ -6,13 +6,14 @@ import pytest
 
 from arnn.config import ConfigError, validate
 from arnn.models import SequenceClassifier, build_cell, count_parameters
-from arnn.runner import run
-from tests.conftest import compose_cfg, run_cli
+from arnn.run_dir import run
+from tests.fixtures import compose_cfg, run_cli
 
 RESULT_KEYS = {"status", "test_accuracy", "best_test_accuracy", "params", "steps", "model",
                "dataset", "wall_time_s"}
 
 
+@pytest.mark.slow
 def test_default_run_end_to_end(tmp_path):
     out = tmp_path / "run"
     proc = run_cli("train.steps=60", "train.eval_every=30", f"hydra.run.dir={out}")
@@ -94,6 +95,7 @@ CLI_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override,expected", CLI_CASES, ids=[c[0] for c in CLI_CASES])
 def test_cli_bad_input_one_line_nonzero_exit_nothing_written(tmp_path, override, expected):
     import torch

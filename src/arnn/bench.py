@@ -171,61 +171,55 @@ def tune_triton(device: torch.device, shapes: list[tuple[int, int, int]], warmup
 def loop_overhead(overrides: list[str], steps: int) -> dict:
     """The runner's loop against a bare forward + backward + optimiser step on one fixed batch
     (same model, same device), and the cost of building a batch. The runner's cost per step is
-    (time of `Trainer.fit` for 2N steps - time for N steps) / N: the evaluation and checkpoint
+    (time of `Loop.fit` for 2N steps - time for N steps) / N: the evaluation and checkpoint
     at the end of both runs cancel out; logging, divergence checks and batching stay in."""
     import tempfile
 
-    from arnn.cli import compose_config
-    from arnn.config import validate
+    from arnn.build import build
+    from arnn.config import compose_config
+    from arnn.identity import fingerprint
+    from arnn.loop import Loop
     from arnn.monitor import Monitor
-    from arnn.runner import Trainer, config_fingerprint
 
-    def trainer_for(total: int, tmp: Path) -> Trainer:
+    def loop_for(total: int) -> Loop:
         cfg = compose_config([*overrides, f"train.steps={total}", f"train.eval_every={total}",
                               f"train.checkpoint_every={total}"])
-        validate(cfg)
-        return Trainer(cfg, tmp, config_fingerprint(cfg))
+        return Loop(build(cfg), cfg, fingerprint(cfg))
 
-    def fit_ms(trainer: Trainer, run_dir: Path) -> float:
-        monitor = Monitor(run_dir, trainer.cfg.train.steps, 0)
-        sync()
-        t0 = time.perf_counter()
-        status = trainer.fit(monitor)
-        sync()
-        monitor.close()
+    def fit_ms(loop: Loop, run_dir: Path) -> float:
+        with Monitor(run_dir, loop.cfg.train.steps, 0) as monitor:
+            status = None
+
+            def fit() -> None:
+                nonlocal status
+                status = loop.fit(monitor, run_dir)
+
+            elapsed = _ms_per_call(fit, 1, loop.parts.device)
         if status != "completed":  # a run cut short would time fewer steps than asked
-            raise RuntimeError(f"the timed run {status} at step {trainer.step}: lower the lr")
-        return (time.perf_counter() - t0) * 1e3
+            raise RuntimeError(f"the timed run {status} at step {loop.step}: lower the lr")
+        return elapsed
 
     with tempfile.TemporaryDirectory() as tmp:
         # Warm-up: a short run through every code path (kernel compilation for the training
         # and evaluation shapes, LAPACK for the eigenvalues, first checkpoint, first event).
-        warm = trainer_for(2, Path(tmp) / "warm")
-        sync = torch.cuda.synchronize if warm.device.type == "cuda" else (lambda: None)
+        warm = loop_for(2)
         fit_ms(warm, Path(tmp) / "warm")
-        model, optimizer, task = warm.model, warm.optimizer, warm.task
-        x, y = task.train_batch(warm.sampler.next())
-
-        def timed(fn: Callable[[], object]) -> float:
-            sync()
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                fn()
-            sync()
-            return (time.perf_counter() - t0) * 1e3 / steps
+        parts = warm.parts
+        x, y = parts.task.train_batch(parts.sampler.next())
 
         def bare() -> None:
-            training_step(model, x, y)
-            optimizer.step()
+            training_step(parts.model, x, y)
+            parts.optimizer.step()
 
-        bare_ms = timed(bare)
-        batch_ms = timed(lambda: task.train_batch(warm.sampler.next()))
-        fits = {total: fit_ms(trainer_for(total, Path(tmp) / str(total)), Path(tmp) / str(total))
+        bare_ms = _ms_per_call(bare, steps, parts.device)
+        batch_ms = _ms_per_call(lambda: parts.task.train_batch(parts.sampler.next()), steps,
+                                parts.device)
+        fits = {total: fit_ms(loop_for(total), Path(tmp) / str(total))
                 for total in (steps, 2 * steps)}
     loop_ms = (fits[2 * steps] - fits[steps]) / steps
     row = {
-        "config": " ".join(overrides), "device": device_name(warm.device),
-        "backend": getattr(warm.model.cell, "backend", "torch.nn"),
+        "config": " ".join(overrides), "device": device_name(parts.device),
+        "backend": getattr(parts.model.cell, "backend", "torch.nn"),
         "steps": steps, "bare_step_ms": round(bare_ms, 4), "batch_ms": round(batch_ms, 4),
         "runner_step_ms": round(loop_ms, 4),
         "overhead": round(loop_ms / bare_ms - 1, 4), "batch_share": round(batch_ms / bare_ms, 4),
@@ -234,6 +228,17 @@ def loop_overhead(overrides: list[str], steps: int) -> dict:
           f"(overhead {100 * row['overhead']:+.1f}%), building a batch {batch_ms:.3f} ms "
           f"({100 * row['batch_share']:.2f}% of a step)", flush=True)
     return row
+
+
+def _ms_per_call(fn: Callable[[], object], calls: int, device: torch.device) -> float:
+    """Milliseconds per call of `fn`, over `calls` calls (the device synchronised around)."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    sync()
+    return (time.perf_counter() - t0) * 1e3 / calls
 
 
 def device_name(device: torch.device) -> str:

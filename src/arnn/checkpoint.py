@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import random
 import re
 from pathlib import Path
 from typing import Any
@@ -20,15 +21,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from arnn.errors import UserError
 from arnn.storage import write_atomic
 
+CHECKPOINT = Path("checkpoints") / "last.pt"  # in a run directory
 HEADER = re.compile(rb"arnn-checkpoint 2 sha256=([0-9a-f]{64})\n")
 ZIP_MAGIC = b"PK\x03\x04"
 # What version 1 needs beyond tensors: numpy's RNG state was an ndarray of uint32.
 _V1_GLOBALS = [np._core.multiarray._reconstruct, np.ndarray, np.dtype, np.dtypes.UInt32DType]
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError):
     """A checkpoint that cannot be used; the message names the file. The file is left as is."""
 
 
@@ -91,3 +94,23 @@ def check_compatible(path: Path, saved: dict[str, torch.Tensor], model: torch.nn
                 f"{tuple(shape) if isinstance(shape, torch.Size) else shape} there, "
                 f"{tuple(tensor.shape)} here; left untouched"
             )
+
+
+def capture_rng() -> dict[str, Any]:
+    """Every global RNG state, as tensors and plain values (what a weights-only load reads)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -13,32 +12,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from arnn.config import ConfigError, register_configs
-from arnn.runner import USER_ERRORS, run
+from arnn.config import default_config_dir, register_configs
+from arnn.errors import ConfigError, UserError, exit_with, invalid, one_line
+from arnn.preemption import quiet_sacct_polls, uses_submitit
+from arnn.results import RunResult
+from arnn.run_dir import run
+from arnn.storage import RunDirLock
 
 GROUPS = ("model", "dataset", "optimizer", "preset", "sweep")
-
-
-def default_config_dir() -> Path:
-    """$ARNN_CONFIG_DIR if set, else conf/ of the source checkout (editable install), else
-    ./conf."""
-    if os.environ.get("ARNN_CONFIG_DIR"):
-        return Path(os.environ["ARNN_CONFIG_DIR"]).resolve()
-    repo_conf = Path(__file__).resolve().parents[2] / "conf"
-    return repo_conf if repo_conf.is_dir() else Path.cwd() / "conf"
-
-
-def compose_config(
-    overrides: list[str], config_dir: Path | None = None, return_hydra_config: bool = False
-) -> DictConfig:
-    """The config `python train.py <overrides>` would run (for scripts, tools and tests)."""
-    from hydra import compose, initialize_config_dir
-
-    register_configs()
-    with initialize_config_dir(config_dir=str(config_dir or default_config_dir()),
-                               version_base="1.3"):
-        return compose(config_name="train", overrides=overrides,
-                       return_hydra_config=return_hydra_config)
 
 
 def check_group_choices(args: list[str], config_dir: Path) -> None:
@@ -65,12 +46,7 @@ def check_group_choices(args: list[str], config_dir: Path) -> None:
             values = [override.get_value_element_as_str()]
         for value in values:
             if value not in options:
-                raise ConfigError(f"{group}={value!r} is invalid: allowed: {', '.join(options)}")
-
-
-def one_line(error: Exception) -> str:
-    """An error's message on one line (exception texts quoted from files may hold newlines)."""
-    return " ".join(str(error).split())
+                raise invalid(group, value, options)
 
 
 def _remove_if_only_hydra_files(run_dir: Path) -> None:
@@ -99,15 +75,13 @@ def _record_refused(cfg: DictConfig, run_dir: Path, error: ConfigError) -> None:
     """In a sweep, a job refused for a bad value leaves its record (.hydra/ and a `failed`
     results.json with the reason) so that the collector lists it; nothing already there is
     replaced."""
-    from arnn.results import RunResult
-    from arnn.storage import RunDirLock
-
     with RunDirLock(run_dir):
         if RunResult.read(run_dir) is not None:
             return
         _save_hydra_files(cfg, run_dir)
-        RunResult(status="failed", model=str(cfg.model.name), dataset=str(cfg.dataset.name),
-                  optimizer=str(cfg.optimizer.name), error=f"ConfigError: {error}").write(run_dir)
+        names = {group: {"name": str(cfg[group].name)} for group in ("model", "dataset",
+                                                                      "optimizer")}
+        RunResult.failed(names, error).write(run_dir)
 
 
 def _task(cfg: DictConfig) -> float:
@@ -115,52 +89,25 @@ def _task(cfg: DictConfig) -> float:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
         return run(cfg, run_dir, on_start=lambda: _save_hydra_files(cfg, run_dir))
-    except USER_ERRORS as e:
-        print(f"error: {one_line(e)}", file=sys.stderr)
-        if hydra_cfg.mode == RunMode.MULTIRUN:
-            # This job fails alone: Hydra records it and the sweep goes on.
+    except UserError as e:
+        if hydra_cfg.mode != RunMode.MULTIRUN:
             if isinstance(e, ConfigError):
-                _record_refused(cfg, run_dir, e)
-            raise
+                _remove_if_only_hydra_files(run_dir)
+            exit_with(e)
+        # In a sweep this job fails alone: Hydra records it and the sweep goes on.
+        print(f"error: {one_line(e)}", file=sys.stderr)
         if isinstance(e, ConfigError):
-            _remove_if_only_hydra_files(run_dir)
-        sys.exit(2)
-
-
-def quiet_sacct_polls() -> None:
-    """On a SLURM cluster without accounting every poll of submitit's launcher fails in sacct
-    with a warning (and sacct's own line on stderr), every few seconds. Warn once, then stop
-    polling sacct: once it fails, submitit learns that a job ended from its result file alone."""
-    try:
-        from submitit.slurm.slurm import SlurmInfoWatcher
-    except ImportError:
-        return
-    update = SlurmInfoWatcher.update
-    if getattr(update, "quiet", False):
-        return
-
-    def quiet_update(self) -> None:
-        if getattr(self, "accounting_off", False):
-            return
-        self._output = None
-        update(self)
-        if self._output is None:  # sacct failed: submitit logged it
-            self.accounting_off = True
-            logging.getLogger("submitit").warning(
-                "sacct does not answer (accounting off on this cluster?): job states now come "
-                "from result files alone; this warning is not repeated")
-
-    quiet_update.quiet = True  # type: ignore[attr-defined]
-    SlurmInfoWatcher.update = quiet_update  # type: ignore[method-assign]
+            _record_refused(cfg, run_dir, e)
+        raise
 
 
 def main(config_dir: str | Path | None = None) -> None:
     config_dir = Path(config_dir) if config_dir else default_config_dir()
     register_configs()
-    quiet_sacct_polls()
+    if uses_submitit(sys.argv[1:], config_dir):
+        quiet_sacct_polls()
     try:
         check_group_choices(sys.argv[1:], config_dir)
     except ConfigError as e:
-        print(f"error: {one_line(e)}", file=sys.stderr)
-        sys.exit(2)
+        exit_with(e)
     hydra.main(version_base="1.3", config_path=str(config_dir), config_name="train")(_task)()

@@ -2,8 +2,9 @@
 
     python scripts/collect_results.py <sweep dir> [<sweep dir> ...] [--out DIR]
 
-A job is any directory holding Hydra's .hydra/config.yaml; its numbers come from results.json
-(read through `RunResult`, the schema the runner writes). Jobs that failed, diverged, are still
+A job is any directory holding Hydra's .hydra/config.yaml; its numbers and its resolved settings
+come from results.json (read through `RunResult`, the schema the runner writes; a job that has
+none yet is described by the names in .hydra/config.yaml). Jobs that failed, diverged, are still
 running or never started are counted and listed, never dropped.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -20,8 +20,9 @@ from typing import Any
 
 import yaml
 
-from arnn.halving import HALVING_FILE, steps_trained
-from arnn.results import ResultsError, RunResult
+from arnn.errors import UserError, exit_with
+from arnn.grid import register_resolver
+from arnn.results import ResultsError, RunResult, Status, read_halving, steps_trained
 
 # Test accuracy reported in the paper (Tables 1 and 2), with units and parameter counts.
 PAPER = {
@@ -94,27 +95,33 @@ def _select(cfg: dict[str, Any], dotted: str) -> Any:
     return node
 
 
-def _resolve_hidden_size(cfg: dict[str, Any]) -> Any:
-    size = _select(cfg, "model.hidden_size")
-    if isinstance(size, str):  # the default interpolation into the dataset's table
-        size = (_select(cfg, "dataset.hidden_size") or {}).get(_select(cfg, "model.name"))
-    return size
-
-
 def read_job(job_dir: Path) -> Job:
-    cfg = yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text()) or {}
-    hyper = {key: _select(cfg, path) for key, path in HYPERPARAMETERS.items()}
-    hyper["hidden_size"] = _resolve_hidden_size(cfg)
-    if _select(cfg, "model.name") == "lstm":  # not parameters of the LSTM
-        hyper["eps"] = hyper["gamma"] = None
-    dataset, model = _select(cfg, "dataset.name"), _select(cfg, "model.name")
+    hydra_cfg = yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text()) or {}
     try:
         result = RunResult.read(job_dir)
     except ResultsError as e:  # listed as failed, with the reason, never dropped
-        result = RunResult("failed", str(model), str(dataset),
-                           str(_select(cfg, "optimizer.name")), error=str(e))
-    status = result.status if result is not None else "missing"
-    status = "running" if status == "requeued" else status
+        names = {g: {"name": str(_select(hydra_cfg, f"{g}.name"))}
+                 for g in ("model", "dataset", "optimizer")}
+        result = RunResult.failed(names, e)
+
+    def setting(path: str) -> Any:
+        """From the run's resolved identity in results.json (exactly the settings it has);
+        what it lacks (a job refused before it had one), a literal of .hydra/config.yaml."""
+        value = _select(result.config, path) if result is not None else None
+        if value is None:
+            value = _select(hydra_cfg, path)
+        return None if isinstance(value, str) and "${" in value else value
+
+    hyper = {key: setting(path) for key, path in HYPERPARAMETERS.items()}
+    model_settings = result.config.get("model") if result is not None else None
+    if isinstance(model_settings, dict):  # a model's own settings beyond the usual ones
+        hyper.update({k: v for k, v in model_settings.items() if k != "name" and k not in hyper})
+    if result is None:
+        dataset, model = _select(hydra_cfg, "dataset.name"), _select(hydra_cfg, "model.name")
+        status = "missing"
+    else:
+        dataset, model, status = result.dataset, result.model, str(result.status)
+    status = "running" if status == Status.REQUEUED else status
     return Job(job_dir, status, dataset, model, hyper, result)
 
 
@@ -126,9 +133,7 @@ def expected_jobs(sweep_dir: Path) -> int | None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
-    from arnn.config import register_configs
-
-    register_configs()  # the sweep configs' resolvers
+    register_resolver()  # the sweep configs' resolver
     cfg = OmegaConf.load(path)
     node = cfg.hydra.sweeper.params
     params = OmegaConf.to_container(node, resolve=True) if node else {}
@@ -159,20 +164,6 @@ def collect(sweep_dirs: list[Path]) -> tuple[list[Job], int]:
         if expected is not None:
             missing += max(0, expected - len(found))
     return jobs, missing
-
-
-def read_halving(sweep_dir: Path) -> dict[str, Any] | None:
-    """A halving sweep's record (halving.json), or None for other sweeps."""
-    path = sweep_dir / HALVING_FILE
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise SystemExit(f"error: {path} cannot be read ({e})") from None
-    if not isinstance(record, dict) or not {"rungs", "configs", "budgets"} <= record.keys():
-        raise SystemExit(f"error: {path} is not a halving sweep's record")
-    return record
 
 
 def best_per_task(jobs: list[Job], metric: str) -> dict[tuple[str, str], Job]:
@@ -276,7 +267,10 @@ def markdown(jobs: list[Job], missing: int, metric: str,
 
 def write_csv(jobs: list[Job], path: Path) -> None:
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        extra = list(dict.fromkeys(k for job in jobs for k in job.hyper
+                                   if k not in HYPERPARAMETERS))
+        at = CSV_COLUMNS.index("rung")
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS[:at] + extra + CSV_COLUMNS[at:])
         writer.writeheader()
         for job in jobs:
             writer.writerow(job.row())
@@ -291,16 +285,17 @@ def sensitivity_figure(jobs: list[Job], path: Path, metric: str) -> list[str]:
     import matplotlib.pyplot as plt
 
     done = [j for j in jobs if j.status in ("completed", "diverged")]
-    swept = [k for k in HYPERPARAMETERS
-             if len({j.hyper[k] for j in done if j.hyper[k] is not None}) > 1]
+    keys = dict.fromkeys(k for j in done for k in j.hyper)
+    swept = [k for k in keys
+             if len({j.hyper.get(k) for j in done if j.hyper.get(k) is not None}) > 1]
     panels = swept or ["lr"]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), squeeze=False)
     tasks = sorted({(j.dataset, j.model) for j in done})
     for ax, key in zip(axes[0], panels, strict=True):
-        categorical = any(isinstance(j.hyper[key], str) for j in done)
+        categorical = any(isinstance(j.hyper.get(key), str) for j in done)
         for i, task in enumerate(tasks):
-            pts = [(j.hyper[key], j.metric(metric) or 0.0) for j in done
-                   if (j.dataset, j.model) == task and j.hyper[key] is not None]
+            pts = [(j.hyper.get(key), j.metric(metric) or 0.0) for j in done
+                   if (j.dataset, j.model) == task and j.hyper.get(key) is not None]
             if not pts:
                 continue
             values = sorted({p[0] for p in pts}, key=str if categorical else float)
@@ -313,7 +308,7 @@ def sensitivity_figure(jobs: list[Job], path: Path, metric: str) -> list[str]:
             if categorical:
                 ax.set_xticks(range(len(values)), [str(v) for v in values])
         if not categorical and key in ("eps", "gamma", "lr") and all(
-            (j.hyper[key] or 0) > 0 for j in done
+            (j.hyper.get(key) or 0) > 0 for j in done
         ):
             ax.set_xscale("log")
         ax.set_xlabel(key)
@@ -340,14 +335,17 @@ def main(argv: list[str] | None = None) -> None:
     for d in args.sweep_dirs:
         if not d.is_dir():
             parser.error(f"sweep dir {str(d)!r} does not exist")
-    jobs, missing = collect(args.sweep_dirs)
+    try:
+        jobs, missing = collect(args.sweep_dirs)
+    except UserError as e:
+        exit_with(e)
     if not jobs and not missing:
         parser.error("no jobs found (no .hydra/config.yaml under " +
                      ", ".join(map(str, args.sweep_dirs)) + ")")
     out = args.out or args.sweep_dirs[0]
     out.mkdir(parents=True, exist_ok=True)
     write_csv(jobs, out / "results.csv")
-    halving = {d: r for d in args.sweep_dirs if (r := read_halving(d)) is not None}
+    halving = {d: r for d in args.sweep_dirs if (r := read_halving(d)) is not None}  # read above
     table = markdown(jobs, missing, args.metric, halving)
     (out / "results.md").write_text(table + "\n")
     sensitivity_figure(jobs, out / "results.png", args.metric)

@@ -1,26 +1,33 @@
-"""Typed configuration (registered in Hydra's ConfigStore) and validation of values.
+"""Typed configuration (registered in Hydra's ConfigStore), the settings each registry entry
+has, and validation of values.
 
-The schema catches misspelt keys when Hydra composes the config; `validate` catches bad values
-before any work starts and says, in one line, which key, which value and what is allowed.
+The schema catches misspelt keys and wrong types when Hydra composes the config; `validate`
+catches bad values before any work starts and says, in one line, which key, which value and
+what is allowed. Which settings a model, optimizer or dataset has comes from its registry entry
+(`settings_of`), nowhere else.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from arnn.data.tasks import DATASETS
+from arnn.errors import ConfigError, invalid
+from arnn.grid import register_resolver
+from arnn.models import CELLS
+from arnn.optimizers import OPTIMIZERS
+from arnn.recurrence import triton_available
+
 BACKENDS = ("auto", "reference", "torch", "triton")
 DEVICES = ("auto", "cpu", "cuda")
 RESUME_MODES = ("auto", "never", "must")
-
-
-class ConfigError(ValueError):
-    """A configuration value that cannot be used; the message is one line for the user."""
-
 
 # The schema declares names and types; every value lives in YAML (conf/train.yaml, conf/<group>/,
 # conf/preset/). None marks a setting that the chosen model, dataset or optimizer does not have.
@@ -29,7 +36,7 @@ class ConfigError(ValueError):
 @dataclass
 class ModelConfig:
     name: str = MISSING
-    hidden_size: int = MISSING  # n; conf/train.yaml: the paper's size from dataset.hidden_size
+    hidden_size: int = MISSING  # n; set per (model, task) by conf/preset/
     eps: float | None = MISSING  # Euler step size (antisymmetric models and the ablation)
     gamma: float | None = MISSING  # diffusion: A = W - W^T - gamma I (arnn, gated_arnn)
     sigma_w: float = MISSING  # hidden-to-hidden init ~ N(0, sigma_w^2 / n)
@@ -42,7 +49,6 @@ class DatasetConfig:
     input_size: int = MISSING  # m: inputs per step
     seq_len: int = MISSING  # T: steps per sequence
     num_classes: int = MISSING
-    hidden_size: dict[str, int] = MISSING  # the paper's hidden size for each model on this task
     standardize: bool = MISSING  # subtract the training mean / divide by the std, per channel
     download: bool = MISSING  # fetch missing files with torchvision
     paper_steps: int | None = MISSING  # the paper's iteration count (None: not a paper task)
@@ -88,139 +94,139 @@ class Config:
     data_dir: str = MISSING
 
 
-@dataclass
-class HalvingSweeperConfig:
-    """hydra/sweeper=halving (conf/hydra/sweeper/halving.yaml holds the values)."""
-
-    _target_: str = "hydra_plugins.arnn_halving_sweeper.halving_sweeper.HalvingSweeper"
-    params: dict[str, str] | None = None  # the grid, as the basic sweeper's
-    min_steps: int = MISSING  # budget of rung 0
-    eta: int = MISSING  # keep the best 1/eta, multiply the budget by eta, each rung
-    metric: str = MISSING  # test_accuracy | best_test_accuracy
-
-
-# The hyperparameter grid of the paper's Appendix C (conf/sweep/appendix_c.yaml sweeps it; every
-# preset value lies on it; the stability warning proposes its points).
-APPENDIX_C: dict[str, tuple[Any, ...]] = {
-    "sigma_w": (0, 1, 2, 4, 8, 16),
-    "optimizer": ("sgd", "adagrad"),
-    "lr": (0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1),
-    "eps": (0.01, 0.1, 1),
-    "gamma": (0.001, 0.01, 0.1, 1.0),
+# The settings every entry of a group has; `settings_of` adds the entry's own.
+REGISTRIES: dict[str, dict[str, Any]] = {"model": CELLS, "optimizer": OPTIMIZERS,
+                                         "dataset": DATASETS}
+COMMON_SETTINGS = {
+    "model": ("name", "hidden_size"),
+    "optimizer": ("name", "lr", "weight_decay"),
+    "dataset": ("name", "input_size", "seq_len", "num_classes", "standardize", "train_limit",
+                "test_limit"),
 }
 
 
-def appendix_c(axis: str, current: Any) -> str:
-    """A sweep axis of the Appendix C grid (comma-separated values) for a setting the model has;
-    for one it does not have (`current` is null), that one value: it adds no jobs."""
-    if current is None:
-        return "null"
-    return ",".join(str(v) for v in APPENDIX_C[axis])
+def settings_of(group: str, name: str) -> tuple[str, ...]:
+    """The settings the entry `name` of `group` (model, optimizer, dataset) has: what defines
+    it, is validated, identifies a run and describes a job in the collector."""
+    return COMMON_SETTINGS[group] + REGISTRIES[group][name].settings
+
+
+def optional_settings(group: str) -> tuple[str, ...]:
+    """The group's settings that some entries have and others do not (null for those)."""
+    return tuple(dict.fromkeys(s for entry in REGISTRIES[group].values() for s in entry.settings
+                               if s not in COMMON_SETTINGS[group]))
 
 
 def register_configs() -> None:
-    cs = ConfigStore.instance()
-    cs.store(name="train_schema", node=Config)
-    cs.store(group="hydra/sweeper", name="halving_schema", node=HalvingSweeperConfig)
-    if not OmegaConf.has_resolver("appendix_c"):
-        OmegaConf.register_new_resolver("appendix_c", appendix_c)
+    ConfigStore.instance().store(name="train_schema", node=Config)
+    register_resolver()
 
 
-def _fail(key: str, value: Any, allowed: str) -> None:
-    raise ConfigError(f"{key}={value!r} is invalid: {allowed}")
+def default_config_dir() -> Path:
+    """$ARNN_CONFIG_DIR if set, else conf/ of the source checkout (editable install), else
+    ./conf."""
+    if os.environ.get("ARNN_CONFIG_DIR"):
+        return Path(os.environ["ARNN_CONFIG_DIR"]).resolve()
+    repo_conf = Path(__file__).resolve().parents[2] / "conf"
+    return repo_conf if repo_conf.is_dir() else Path.cwd() / "conf"
 
 
-def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        _fail(key, value, "allowed: " + ", ".join(allowed))
+def compose_config(
+    overrides: list[str], config_dir: Path | None = None, return_hydra_config: bool = False
+) -> DictConfig:
+    """The config `python train.py <overrides>` would run (for scripts, tools and tests)."""
+    from hydra import compose, initialize_config_dir
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(config_dir or default_config_dir()),
+                               version_base="1.3"):
+        return compose(config_name="train", overrides=overrides,
+                       return_hydra_config=return_hydra_config)
 
 
-def _number(key: str, value: Any, *, low: float, strict: bool, integer: bool = False) -> None:
-    kind = "an integer" if integer else "a number"
-    relation = ">" if strict else ">="
+# key -> (lower bound, bound excluded, integer): the ranges the types alone do not say.
+RANGES: dict[str, tuple[float, bool, bool]] = {
+    "model.hidden_size": (1, False, True),
+    "model.eps": (0, True, False),
+    "model.gamma": (0, False, False),
+    "model.sigma_w": (0, False, False),
+    "optimizer.lr": (0, True, False),
+    "optimizer.momentum": (0, False, False),
+    "optimizer.weight_decay": (0, False, False),
+    "train.steps": (0, False, True),
+    "train.batch_size": (1, False, True),
+    "train.eval_every": (1, False, True),
+    "train.eval_batch_size": (1, False, True),
+    "train.log_every": (1, False, True),
+    "train.checkpoint_every": (1, False, True),
+    "train.grad_clip": (0, True, False),
+    "train.max_loss": (0, True, False),
+    "dataset.train_limit": (1, False, True),
+    "dataset.test_limit": (1, False, True),
+}
+CHOICES = {"model.backend": BACKENDS, "train.resume": RESUME_MODES, "device": DEVICES}
+
+
+def _check_range(key: str, value: Any, low: float, strict: bool, integer: bool) -> None:
     ok = isinstance(value, int) if integer else isinstance(value, (int, float))
     ok = ok and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if strict else value >= low)
-    if not ok:
-        _fail(key, value, f"must be {kind} {relation} {low:g}")
+    if not (ok and (value > low if strict else value >= low)):
+        kind = "an integer" if integer else "a number"
+        raise invalid(key, value, f"must be {kind} {'>' if strict else '>='} {low:g}")
 
 
-def _settings(key: str, name: str, node: DictConfig, used: tuple[str, ...],
-              optional: tuple[str, ...]) -> None:
-    """Settings of `node` that the chosen model/optimizer does not have must be null."""
-    for field_name in optional:
-        if field_name not in used and node[field_name] is not None:
-            _fail(f"{key}.{field_name}", node[field_name],
-                  f"{key}={name} has no {field_name} (set it to null or leave it out)")
-        if field_name in used and node[field_name] is None:
-            _fail(f"{key}.{field_name}", None, f"{key}={name} needs a value")
+def _check_settings(cfg: DictConfig, group: str) -> None:
+    """A setting the chosen entry does not have must be null; one it has needs a value."""
+    name = cfg[group].name
+    if name not in REGISTRIES[group]:
+        raise invalid(group, name, REGISTRIES[group])
+    has = settings_of(group, name)
+    for key in optional_settings(group):
+        value = cfg[group][key]
+        if key not in has and value is not None:
+            raise invalid(f"{group}.{key}", value,
+                          f"{group}={name} has no {key} (set it to null or leave it out)")
+        if key in has and value is None:
+            raise invalid(f"{group}.{key}", None, f"{group}={name} needs a value")
 
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError for the first value that cannot be used; do nothing else."""
-    from arnn.data.tasks import DATASET_SETTINGS, DATASETS  # late: the registries import torch
-    from arnn.models import CELLS
-    from arnn.optimizers import OPTIMIZERS
-
-    _choice("model", cfg.model.name, tuple(CELLS))
-    _choice("dataset", cfg.dataset.name, tuple(DATASETS))
-    _choice("optimizer", cfg.optimizer.name, tuple(OPTIMIZERS))
-    model = cfg.model
-    try:
-        hidden_size = model.hidden_size
-    except Exception:  # the interpolation into dataset.hidden_size found no entry
+    for group in REGISTRIES:
+        _check_settings(cfg, group)
+    if OmegaConf.is_missing(cfg.model, "hidden_size"):
         raise ConfigError(
-            f"model.hidden_size is not set and dataset {cfg.dataset.name!r} has no default for "
-            f"model {model.name!r}: set model.hidden_size=N (N >= 1)"
-        ) from None
-    _number("model.hidden_size", hidden_size, low=1, strict=False, integer=True)
-    _settings("model", model.name, model, CELLS[model.name].hyperparameters,
-              ("eps", "gamma", "backend"))
-    if model.eps is not None:
-        _number("model.eps", model.eps, low=0, strict=True)
-    if model.gamma is not None:
-        _number("model.gamma", model.gamma, low=0, strict=False)
-    _number("model.sigma_w", model.sigma_w, low=0, strict=False)
-    if model.backend is not None:
-        _choice("model.backend", model.backend, BACKENDS)
-    optimizer = cfg.optimizer
-    _settings("optimizer", optimizer.name, optimizer, OPTIMIZERS[optimizer.name][1],
-              ("momentum",))
-    _number("optimizer.lr", optimizer.lr, low=0, strict=True)
-    if optimizer.momentum is not None:
-        _number("optimizer.momentum", optimizer.momentum, low=0, strict=False)
-    _number("optimizer.weight_decay", optimizer.weight_decay, low=0, strict=False)
-    train = cfg.train
-    _number("train.steps", train.steps, low=0, strict=False, integer=True)
-    for key in ("batch_size", "eval_every", "eval_batch_size", "log_every", "checkpoint_every"):
-        _number(f"train.{key}", train[key], low=1, strict=False, integer=True)
-    _choice("train.resume", train.resume, RESUME_MODES)
-    if train.grad_clip is not None:
-        _number("train.grad_clip", train.grad_clip, low=0, strict=True)
-    if train.max_loss is not None:
-        _number("train.max_loss", train.max_loss, low=0, strict=True)
-    _settings("dataset", cfg.dataset.name, cfg.dataset, DATASETS[cfg.dataset.name][2],
-              DATASET_SETTINGS)
-    for key in ("train_limit", "test_limit"):
-        if cfg.dataset[key] is not None:
-            _number(f"dataset.{key}", cfg.dataset[key], low=1, strict=False, integer=True)
-    if cfg.dataset.test_fraction is not None and not 0 < cfg.dataset.test_fraction < 1:
-        _fail("dataset.test_fraction", cfg.dataset.test_fraction, "must be between 0 and 1")
-    _choice("device", cfg.device, DEVICES)
-    import torch  # late: keep `validate` cheap to import
+            f"model.hidden_size is not set for model {cfg.model.name!r} on dataset "
+            f"{cfg.dataset.name!r}: set model.hidden_size=N (N >= 1)"
+        )
+    backend, name = cfg.model.backend, cfg.model.name
+    if backend is not None and not CELLS[name].takes_backend:
+        raise invalid("model.backend", backend,
+                      f"model={name} has no backend (set it to null or leave it out)")
+    if backend is None and CELLS[name].takes_backend:
+        raise invalid("model.backend", None, f"model={name} needs a value")
+    for key, (low, strict, integer) in RANGES.items():
+        value = OmegaConf.select(cfg, key)
+        if value is not None:
+            _check_range(key, value, low, strict, integer)
+    for key, allowed in CHOICES.items():
+        value = OmegaConf.select(cfg, key)
+        if value is not None and value not in allowed:
+            raise invalid(key, value, allowed)
+    fraction = cfg.dataset.test_fraction
+    if fraction is not None and not 0 < fraction < 1:
+        raise invalid("dataset.test_fraction", fraction, "must be between 0 and 1")
+    _check_device(cfg)
+
+
+def _check_device(cfg: DictConfig) -> None:
+    import torch
 
     if cfg.device == "cuda" and not torch.cuda.is_available():
-        _fail("device", cfg.device, "no CUDA GPU is available here; use device=cpu or auto")
-    if model.backend == "triton":
-        from arnn.recurrence import triton_available
-
-        if not triton_available(resolve_device(cfg.device)):
-            _fail(
-                "model.backend",
-                model.backend,
-                "the triton backend needs a CUDA device (or TRITON_INTERPRET=1); "
-                "allowed here: auto, reference, torch",
-            )
+        raise invalid("device", cfg.device, "no CUDA GPU is available here; use device=cpu or auto")
+    if cfg.model.backend == "triton" and not triton_available(resolve_device(cfg.device)):
+        raise invalid("model.backend", "triton", "the triton backend needs a CUDA device (or "
+                      "TRITON_INTERPRET=1); allowed here: auto, reference, torch")
 
 
 def resolve_device(device: str) -> str:

@@ -7,15 +7,13 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from arnn.checkpoint import load_checkpoint
-from arnn.cli import compose_config
-from arnn.config import register_configs, resolve_device, validate
-from arnn.data import SequenceTask, build_task
+from arnn.build import build
+from arnn.checkpoint import CHECKPOINT, load_checkpoint
+from arnn.config import compose_config, register_configs
+from arnn.data import SequenceTask
 from arnn.figures import gradient_flow, plot_gradient_flow
-from arnn.runner import CHECKPOINT, build_model, seed_everything
 
 
 def curves(configs: dict[str, tuple[DictConfig, Path | None]], batch: int,
@@ -24,15 +22,11 @@ def curves(configs: dict[str, tuple[DictConfig, Path | None]], batch: int,
     out = {}
     tasks: dict[tuple[str, str, str], SequenceTask] = {}  # models on one dataset share it
     for name, (cfg, run_dir) in configs.items():
-        validate(cfg)
-        device = torch.device(resolve_device(cfg.device))
-        root = str(data_dir or cfg.data_dir)
-        key = (OmegaConf.to_yaml(cfg.dataset), root, str(device))
-        if key not in tasks:
-            tasks[key] = build_task(cfg.dataset, root, device)
-        task = tasks[key]
-        seed_everything(cfg.seed)
-        model = build_model(cfg, task, device)
+        if data_dir is not None:
+            cfg.data_dir = data_dir
+        key = (OmegaConf.to_yaml(cfg.dataset), cfg.data_dir, cfg.device)
+        parts = build(cfg, tasks.get(key))
+        task, model = tasks.setdefault(key, parts.task), parts.model
         if run_dir is not None:
             model.load_state_dict(load_checkpoint(run_dir / CHECKPOINT)["model"])
         x, y = next(task.test_batches(batch))

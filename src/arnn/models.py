@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from arnn.errors import invalid
 from arnn.recurrence import recurrence
 
 
@@ -48,8 +49,12 @@ class RecurrentCell(nn.Module):
     `recurrent_matrix() -> (n, n) | None`."""
 
     hidden_size: int
-    # The model settings (conf/model, conf/preset) this cell's constructor takes.
-    hyperparameters: tuple[str, ...] = ()
+    # The model settings (conf/model, conf/preset) that define this cell, besides hidden_size:
+    # its constructor takes them, and they are part of a run's identity (arnn.identity).
+    settings: tuple[str, ...] = ()
+    # Whether model.backend chooses how the cell computes (the same function either way, so it
+    # is not part of a run's identity).
+    takes_backend: bool = False
 
     def recurrent_matrix(self) -> Tensor | None:
         return None
@@ -62,6 +67,7 @@ class _AntisymmetricFamily(RecurrentCell):
     """Shared body of eq. 12 / eq. 13 cells; subclasses set `gated` and the matrix."""
 
     gated: bool
+    takes_backend = True
 
     def __init__(self, input_size: int, hidden_size: int, eps: float, backend: str) -> None:
         super().__init__()
@@ -103,7 +109,7 @@ class AntisymmetricRNNCell(_AntisymmetricFamily):
     """eq. 12: h_t = h_{t-1} + eps tanh(A h_{t-1} + V_h x_t + b_h)."""
 
     gated = False
-    hyperparameters = ("eps", "gamma", "sigma_w", "backend")
+    settings = ("eps", "gamma", "sigma_w")
 
     def __init__(
         self,
@@ -131,7 +137,7 @@ class AblationCell(_AntisymmetricFamily):
     """eq. 13 with an unstructured n x n matrix M in place of A (Table 2's ablation)."""
 
     gated = True
-    hyperparameters = ("eps", "sigma_w", "backend")
+    settings = ("eps", "sigma_w")
 
     def __init__(
         self,
@@ -152,7 +158,7 @@ class AblationCell(_AntisymmetricFamily):
 class LSTMCell(RecurrentCell):
     """torch's LSTM (cuDNN on GPU) with Appendix C's initialisation and forget-gate bias 1."""
 
-    hyperparameters = ("sigma_w",)
+    settings = ("sigma_w",)
 
     def __init__(self, input_size: int, hidden_size: int, sigma_w: float = 1.0) -> None:
         super().__init__()
@@ -205,13 +211,14 @@ CELLS: dict[str, type[RecurrentCell]] = {
 
 
 def build_cell(name: str, input_size: int, hidden_size: int, **options: Any) -> RecurrentCell:
-    """The cell registered under `name`, given the options it takes (`hyperparameters`); the
-    others are not settings of this model (config validation refuses values for them)."""
+    """The cell registered under `name`, given the options it takes (`settings`, and `backend`
+    where it `takes_backend`); the others are not settings of this model (config validation
+    refuses values for them)."""
     if name not in CELLS:
-        raise ValueError(f"model={name!r} is invalid: allowed: {', '.join(CELLS)}")
+        raise invalid("model", name, CELLS)
     cls = CELLS[name]
-    taken = {k: options[k] for k in cls.hyperparameters if k in options}
-    return cls(input_size, hidden_size, **taken)
+    taken = cls.settings + (("backend",) if cls.takes_backend else ())
+    return cls(input_size, hidden_size, **{k: options[k] for k in taken if k in options})
 
 
 def count_parameters(module: nn.Module) -> int:

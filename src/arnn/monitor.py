@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 from tqdm import tqdm
@@ -42,6 +43,13 @@ class Monitor:
         if self.bar is not None:
             self.bar.refresh()
 
+    def window(self, step: int, total: int, stats: dict[str, float]) -> None:
+        """A training window's scalars and its log line."""
+        self.scalars(step, stats)
+        self.progress(step, window_line(step, total, stats),
+                      {"loss": f"{stats['train/loss']:.3f}",
+                       "acc": f"{stats['train/accuracy']:.3f}"})
+
     def advance(self, step: int) -> None:
         if self.bar is not None and step - self.bar.n >= max(1, self.bar.total // 200):
             self.bar.update(step - self.bar.n)
@@ -60,3 +68,33 @@ class Monitor:
         if self.bar is not None:
             self.bar.close()
         self.writer.close()
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def hparams_of(cfg: DictConfig) -> dict[str, Any]:
+    """The flattened hyperparameters shown in TensorBoard's HParams tab: names, the learning
+    rate, every model setting (null for those the model does not have) and the seed."""
+    model = {k: v for k, v in cfg.model.items() if k not in ("name", "backend")}
+    return {"model": cfg.model.name, "dataset": cfg.dataset.name,
+            "optimizer": cfg.optimizer.name, "lr": cfg.optimizer.lr, **model, "seed": cfg.seed}
+
+
+def duration(seconds: float) -> str:
+    """1h05m, 4m10s, 12s."""
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def window_line(step: int, total: int, stats: dict[str, float]) -> str:
+    """The log line of a training window (the stats of `StepWindow.stats`)."""
+    left = duration((total - step) / stats["train/steps_per_s"])
+    return (f"step {step}/{total} loss {stats['train/loss']:.4f} "
+            f"acc {stats['train/accuracy']:.3f} grad_norm {stats['train/grad_norm']:.3g} "
+            f"{stats['train/steps_per_s']:.1f} it/s, {left} left")

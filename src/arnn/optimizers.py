@@ -3,28 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import torch
 from omegaconf import DictConfig
 
-
-def _sgd(params: Iterable[torch.nn.Parameter], cfg: DictConfig) -> torch.optim.Optimizer:
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                           weight_decay=cfg.weight_decay)
+Params = Iterable[torch.nn.Parameter]
 
 
-def _adagrad(params: Iterable[torch.nn.Parameter], cfg: DictConfig) -> torch.optim.Optimizer:
-    return torch.optim.Adagrad(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+@dataclass(frozen=True)
+class OptimizerSpec:
+    build: Callable[[Params, DictConfig], torch.optim.Optimizer]
+    settings: tuple[str, ...] = ()  # the optimizer settings it reads besides lr, weight_decay
 
 
-# name -> (builder, the optimizer settings it reads besides lr and weight_decay)
-OPTIMIZERS: dict[str, tuple[Callable[..., torch.optim.Optimizer], tuple[str, ...]]] = {
-    "sgd": (_sgd, ("momentum",)),
-    "adagrad": (_adagrad, ()),
+OPTIMIZERS: dict[str, OptimizerSpec] = {
+    "sgd": OptimizerSpec(
+        lambda params, cfg: torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                                            weight_decay=cfg.weight_decay),
+        settings=("momentum",),
+    ),
+    "adagrad": OptimizerSpec(
+        lambda params, cfg: torch.optim.Adagrad(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
+    ),
 }
 
 
-def build_optimizer(cfg: DictConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+def build_optimizer(cfg: DictConfig, params: Params) -> torch.optim.Optimizer:
     """The optimiser named by `cfg.name` (a name validated against OPTIMIZERS)."""
-    builder, _ = OPTIMIZERS[cfg.name]
-    return builder(params, cfg)
+    return OPTIMIZERS[cfg.name].build(params, cfg)

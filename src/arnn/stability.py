@@ -12,12 +12,12 @@ can grow. gamma exists to bring rho under 1: for A, mu = -gamma + i lambda, so
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-from arnn.config import APPENDIX_C
+from arnn.grid import APPENDIX_C
 
 # rho^T above this at the start of a run: warn (never refuse). Measured (README, "Stability
 # report"): the presets start near 1.1; 332 trained (ablation, digits, eps 0.1); 820 exploded
@@ -43,6 +43,7 @@ def euler_rho(mu: Tensor, eps: float) -> float:
 class StabilityReport:
     euler_rho: float  # max_i |1 + eps mu_i|
     seq_len: int  # T
+    eigenvalues: Tensor | None = field(default=None, repr=False)  # mu_i, when known
 
     @property
     def log10_growth(self) -> float:
@@ -70,7 +71,7 @@ def stability_report(cell: torch.nn.Module, seq_len: int) -> StabilityReport | N
     mu = eigenvalues(matrix)
     if mu is None:
         return None
-    return StabilityReport(euler_rho(mu, eps), seq_len)
+    return StabilityReport(euler_rho(mu, eps), seq_len, mu)
 
 
 def nearest_fixes(mu: Tensor, eps: float, gamma: float | None, sigma_w: float, seq_len: int,
@@ -108,7 +109,8 @@ def stability_warning(cell: torch.nn.Module, report: StabilityReport, gamma: flo
     changes that bring it under; None otherwise."""
     if report.log10_growth <= math.log10(threshold):
         return None
-    mu = eigenvalues(cell.recurrent_matrix())
+    mu = report.eigenvalues if report.eigenvalues is not None else eigenvalues(
+        cell.recurrent_matrix())
     fixes = nearest_fixes(mu, cell.eps, gamma, sigma_w, report.seq_len, threshold)
     settings = f"eps={cell.eps:g}"
     if gamma is not None:
@@ -119,3 +121,21 @@ def stability_warning(cell: torch.nn.Module, report: StabilityReport, gamma: flo
         f"may explode. Nearest grid change that brings it under: "
         + (", or ".join(fixes) if fixes else "none on the Appendix C grid in one step")
     )
+
+
+def recurrent_spectrum(cell: torch.nn.Module, seq_len: int) -> dict[str, float]:
+    """TensorBoard scalars of a cell's recurrent matrix: the largest real part and modulus of
+    its eigenvalues and, for a cell with an Euler step, rho and log10(rho^T). Empty for a cell
+    without a matrix (the LSTM) or with one that is not finite."""
+    matrix = cell.recurrent_matrix()
+    mu = None if matrix is None else eigenvalues(matrix)
+    if mu is None:
+        return {}
+    out = {"recurrent/max_real_eig": mu.real.max().item(),
+           "recurrent/max_abs_eig": mu.abs().max().item()}
+    eps = getattr(cell, "eps", None)
+    if eps is not None:
+        report = StabilityReport(euler_rho(mu, eps), seq_len)
+        out["recurrent/euler_rho"] = report.euler_rho
+        out["recurrent/log10_growth"] = report.log10_growth
+    return out

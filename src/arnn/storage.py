@@ -20,15 +20,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from arnn.errors import UserError
+
 log = logging.getLogger("arnn")
 LOCK_FILE = ".arnn.lock"
 
 
-class WriteError(RuntimeError):
+class WriteError(UserError):
     """A run file that could not be written; the previous version is left whole."""
 
 
-class RunDirBusy(RuntimeError):
+class RunDirBusy(UserError):
     """Another process holds the run directory; nothing was changed."""
 
 

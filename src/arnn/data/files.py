@@ -19,8 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from arnn.errors import UserError
 
-class DataError(RuntimeError):
+
+class DataError(UserError):
     """A dataset that cannot be found or read; the message says what and where."""
 
 

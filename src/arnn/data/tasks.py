@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from arnn.data.files import (
     load_cifar10,
     load_idx_dataset,
 )
+from arnn.errors import invalid
 
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian's package
 
@@ -185,46 +187,52 @@ def _fashion_mnist(cfg: DictConfig, root: Path) -> dict[str, np.ndarray]:
     return _idx(cfg, root, "FashionMNIST")
 
 
-# The registry of datasets: conf/dataset/<name>.yaml selects the reader registered under <name>
-# (the names allowed on the command line derive from it). Each reader returns both splits as
-# images (N, H, W[, C]) uint8; the factor maps their values to [0, 1]; the settings are the
-# dataset keys only this dataset has (null for the others).
 Reader = Callable[[DictConfig, Path], dict[str, np.ndarray]]
-DATASETS: dict[str, tuple[Reader, float, tuple[str, ...]]] = {
-    "digits": (lambda cfg, root: _digits(cfg), 1.0 / 16, ("split_seed", "test_fraction")),
-    "mnist": (lambda cfg, root: _idx(cfg, root, "MNIST"), 1.0 / 255, ()),
-    "pmnist": (lambda cfg, root: _idx(cfg, root, "MNIST"), 1.0 / 255, ("permutation_seed",)),
-    "fashion_mnist": (_fashion_mnist, 1.0 / 255, ()),
-    "cifar10": (_cifar10, 1.0 / 255, ()),
-    "noise_cifar10": (_cifar10, 1.0 / 255, ("noise_seed",)),
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset of the registry: conf/dataset/<name>.yaml selects the spec registered under
+    <name> (the names allowed on the command line derive from the registry)."""
+
+    reader: Reader  # both splits as images (N, H, W[, C]) uint8
+    scale: float  # maps the stored values to [0, 1]
+    settings: tuple[str, ...] = ()  # dataset keys only this dataset has (null for the others)
+    permuted: bool = False  # one fixed permutation of the steps (dataset.permutation_seed)
+    noise_padded: bool = False  # one image row per step, then noise up to seq_len
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "digits": DatasetSpec(lambda cfg, root: _digits(cfg), 1.0 / 16,
+                          settings=("split_seed", "test_fraction")),
+    "mnist": DatasetSpec(lambda cfg, root: _idx(cfg, root, "MNIST"), 1.0 / 255),
+    "pmnist": DatasetSpec(lambda cfg, root: _idx(cfg, root, "MNIST"), 1.0 / 255,
+                          settings=("permutation_seed",), permuted=True),
+    "fashion_mnist": DatasetSpec(_fashion_mnist, 1.0 / 255),
+    "cifar10": DatasetSpec(_cifar10, 1.0 / 255),
+    "noise_cifar10": DatasetSpec(_cifar10, 1.0 / 255, settings=("noise_seed",),
+                                 noise_padded=True),
 }
-DATASET_SETTINGS = ("split_seed", "test_fraction", "permutation_seed", "noise_seed")
-
-
-def _load(cfg: DictConfig, data_dir: str | Path) -> tuple[dict[str, np.ndarray], float]:
-    """Both splits as images (N, H, W[, C]) uint8, and the factor that maps them to [0, 1]."""
-    if cfg.name not in DATASETS:
-        raise DataError(f"dataset={cfg.name!r} is invalid: allowed: {', '.join(DATASETS)}")
-    reader, scale, _ = DATASETS[cfg.name]
-    return reader(cfg, Path(cfg.path if cfg.path else data_dir).expanduser()), scale
 
 
 def build_task(cfg: DictConfig, data_dir: str | Path, device: torch.device) -> SequenceTask:
     """The task named by the dataset config, loaded onto `device`."""
-    arrays, scale = _load(cfg, data_dir)
-    name = cfg.name
+    if cfg.name not in DATASETS:
+        raise invalid("dataset", cfg.name, DATASETS)
+    spec = DATASETS[cfg.name]
+    arrays = spec.reader(cfg, Path(cfg.path if cfg.path else data_dir).expanduser())
     train_images = arrays["train_images"]
     channels = train_images.shape[3] if train_images.ndim == 4 else 1
     # Per-channel statistics of the whole training split (before train_limit), in [0, 1] units.
     if cfg.standardize:
-        values = train_images.reshape(-1, channels).astype(np.float64) * scale
+        values = train_images.reshape(-1, channels).astype(np.float64) * spec.scale
         mean, std = values.mean(axis=0), values.std(axis=0)
         std[std == 0] = 1.0
     else:
         mean, std = np.zeros(channels), np.ones(channels)
 
     def as_sequences(images: np.ndarray) -> np.ndarray:
-        if name == "noise_cifar10":  # one image row per step: 32 pixels x 3 channels
+        if spec.noise_padded:  # one image row per step: e.g. 32 pixels x 3 channels
             return images.reshape(len(images), images.shape[1], -1)
         return images.reshape(len(images), -1, channels)  # one pixel per step, scan-line order
 
@@ -232,21 +240,21 @@ def build_task(cfg: DictConfig, data_dir: str | Path, device: torch.device) -> S
     test = _limit((as_sequences(arrays["test_images"]), arrays["test_labels"]), cfg.test_limit)
     steps, step_size = train[0].shape[1:]
     repeat = step_size // channels  # a row step holds 32 pixels, each with the same statistics
-    noise_steps = cfg.seq_len - steps if name == "noise_cifar10" else 0
+    noise_steps = cfg.seq_len - steps if spec.noise_padded else 0
     if steps + noise_steps != cfg.seq_len or step_size != cfg.input_size:
         raise DataError(
-            f"dataset {name}: the files give {steps} steps of {step_size} values but the config "
-            f"says seq_len={cfg.seq_len}, input_size={cfg.input_size}"
+            f"dataset {cfg.name}: the files give {steps} steps of {step_size} values but the "
+            f"config says seq_len={cfg.seq_len}, input_size={cfg.input_size}"
         )
     return SequenceTask(
-        name,
+        cfg.name,
         train,
         test,
-        scale=scale,
+        scale=spec.scale,
         mean=np.tile(mean, repeat),
         std=np.tile(std, repeat),
         device=device,
-        permutation=pixel_permutation(steps, cfg.permutation_seed) if name == "pmnist" else None,
+        permutation=pixel_permutation(steps, cfg.permutation_seed) if spec.permuted else None,
         noise_steps=noise_steps,
         noise_seed=cfg.noise_seed if noise_steps else 0,
         num_classes=cfg.num_classes,

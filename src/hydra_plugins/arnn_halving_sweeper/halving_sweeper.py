@@ -1,8 +1,30 @@
-"""Hydra instantiates plugins only from the `hydra_plugins` namespace: this names arnn's
-successive-halving sweeper (arnn.halving) there, for `hydra/sweeper=halving`."""
+"""The plugin class Hydra instantiates for `hydra/sweeper=halving`; the logic is in `_impl`."""
 
-from arnn import halving
+from __future__ import annotations
+
+from typing import Any
+
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
+
+from arnn.errors import UserError, exit_with
 
 
-class HalvingSweeper(halving.HalvingSweeper):
-    pass
+class HalvingSweeper(Sweeper):
+    def __init__(self, params: dict[str, str] | None = None, min_steps: int = 1000, eta: int = 3,
+                 metric: str = "test_accuracy") -> None:
+        from ._impl import HalvingSweeperImpl
+
+        self.sweeper = HalvingSweeperImpl(params, min_steps, eta, metric)
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
+              config: DictConfig) -> None:
+        self.sweeper.setup(hydra_context=hydra_context, task_function=task_function,
+                           config=config)
+
+    def sweep(self, arguments: list[str]) -> Any:
+        try:
+            return self.sweeper.sweep(arguments)
+        except UserError as e:  # a bad setting or record: one line, exit 2, as train.py's
+            exit_with(e)

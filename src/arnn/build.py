@@ -1,0 +1,62 @@
+"""From a validated config to the parts of a run: device, task, model, optimizer, sampler.
+
+The one place that wires config to objects (the runner, gradient_flow, bench and the tests all
+build through it), in one order: seeds first, so that the same config gives the same weights.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from arnn.config import resolve_device, validate
+from arnn.data import EpochSampler, SequenceTask, build_task
+from arnn.models import CELLS, SequenceClassifier, build_cell
+from arnn.optimizers import build_optimizer
+from arnn.recurrence import resolve_backend
+
+
+@dataclass
+class RunParts:
+    device: torch.device
+    task: SequenceTask
+    model: SequenceClassifier
+    optimizer: torch.optim.Optimizer
+    sampler: EpochSampler
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_model(cfg: DictConfig, task: SequenceTask, device: torch.device) -> SequenceClassifier:
+    """The model of `cfg.model` for the task's input size and classes (weights drawn from the
+    global RNG: seed first)."""
+    m = cfg.model
+    options = {key: m[key] for key in CELLS[m.name].settings}
+    if m.backend is not None:
+        options["backend"] = resolve_backend(m.backend, device)
+    cell = build_cell(m.name, task.input_size, m.hidden_size, **options)
+    return SequenceClassifier(cell, task.num_classes).to(device)
+
+
+def build(cfg: DictConfig, task: SequenceTask | None = None) -> RunParts:
+    """Validate `cfg` and build its parts. `task`: one already built from the same dataset
+    config on the same device (several models on one dataset load it once)."""
+    validate(cfg)
+    device = torch.device(resolve_device(cfg.device))
+    seed_everything(cfg.seed)
+    if task is None:
+        task = build_task(cfg.dataset, Path(cfg.data_dir).expanduser(), device)
+    task.seed(cfg.seed)
+    model = build_model(cfg, task, device)
+    optimizer = build_optimizer(cfg.optimizer, model.parameters())
+    sampler = EpochSampler(task.num_train, cfg.train.batch_size, cfg.seed, device)
+    return RunParts(device, task, model, optimizer, sampler)

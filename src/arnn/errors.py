@@ -1,0 +1,38 @@
+"""Errors whose one-line message is the whole story for the user.
+
+Every module raises a subclass of `UserError` for a bad value or a file it cannot use; the
+entry points (cli, the halving sweeper, collect) print it as one line, `error: ...`, and exit 2.
+Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from typing import Any, NoReturn
+
+
+class UserError(Exception):
+    """A refusal the user can act on; its message names the bad value or file."""
+
+
+class ConfigError(UserError, ValueError):
+    """A configuration value that cannot be used."""
+
+
+def invalid(key: str, value: Any, allowed: str | Iterable[str]) -> ConfigError:
+    """`key=value is invalid: <allowed>`; an iterable lists the allowed values."""
+    if not isinstance(allowed, str):
+        allowed = "allowed: " + ", ".join(str(a) for a in allowed)
+    return ConfigError(f"{key}={value!r} is invalid: {allowed}")
+
+
+def one_line(error: BaseException) -> str:
+    """An error's message on one line (texts quoted from files may hold newlines)."""
+    return " ".join(str(error).split())
+
+
+def exit_with(error: UserError) -> NoReturn:
+    """Print the refusal as one line and exit 2 (the entry points' one way to fail)."""
+    print(f"error: {one_line(error)}", file=sys.stderr, flush=True)
+    sys.exit(2)

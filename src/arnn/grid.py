@@ -1,0 +1,31 @@
+"""The hyperparameter grid of the paper's Appendix C: conf/sweep/appendix_c.yaml sweeps it, every
+preset value lies on it, and the stability warning proposes its points."""
+
+from __future__ import annotations
+
+from typing import Any
+
+APPENDIX_C: dict[str, tuple[Any, ...]] = {
+    "sigma_w": (0, 1, 2, 4, 8, 16),
+    "optimizer": ("sgd", "adagrad"),
+    "lr": (0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1),
+    "eps": (0.01, 0.1, 1),
+    "gamma": (0.001, 0.01, 0.1, 1.0),
+}
+
+
+def appendix_c(axis: str, current: Any) -> str:
+    """A sweep axis of the grid (comma-separated values) for a setting the model has; for one it
+    does not have (`current` is null), that one value: it adds no jobs. (The `appendix_c`
+    resolver of the sweep YAML.)"""
+    if current is None:
+        return "null"
+    return ",".join(str(v) for v in APPENDIX_C[axis])
+
+
+def register_resolver() -> None:
+    """The `appendix_c` resolver of conf/sweep/appendix_c.yaml, for OmegaConf."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("appendix_c"):
+        OmegaConf.register_new_resolver("appendix_c", appendix_c)

@@ -1,0 +1,187 @@
+"""One run directory: what to do with it (a pure plan from its previous record and checkpoint),
+then load, build, fit and record.
+
+Layout: results.json, checkpoints/last.pt, TensorBoard event files, the dataset's artifacts
+(pMNIST: permutation.json), .hydra/ and the job log (train.log), the lock (.arnn.lock).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from arnn.build import build
+from arnn.checkpoint import CHECKPOINT, load_checkpoint
+from arnn.config import validate
+from arnn.errors import ConfigError, invalid
+from arnn.identity import check_same_run, fingerprint
+from arnn.loop import Hook, Loop
+from arnn.monitor import Monitor, hparams_of
+from arnn.preemption import SignalCatcher, hand_over
+from arnn.results import RESULTS_FILE, RunResult, Status
+from arnn.stability import stability_warning
+from arnn.storage import RunDirLock, WriteError
+
+log = logging.getLogger("arnn")
+
+
+@dataclass(frozen=True)
+class Skip:
+    """Finished already (completed at these steps, or diverged): not trained again."""
+
+
+@dataclass(frozen=True)
+class Extend:
+    """Completed with fewer steps: continue from its checkpoint."""
+
+    from_steps: int
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Stopped before the end: continue from its checkpoint."""
+
+
+@dataclass(frozen=True)
+class Fresh:
+    """Nothing to continue (or train.resume=never): start at step 0."""
+
+
+@dataclass(frozen=True)
+class Refuse:
+    error: ConfigError
+
+
+Plan = Skip | Extend | Resume | Fresh | Refuse
+
+
+def plan(previous: RunResult | None, has_checkpoint: bool, steps: int, resume: str,
+         run_dir: Path) -> Plan:
+    """What a run asked for `steps` does in a directory holding `previous` (its results.json)
+    and, if `has_checkpoint`, a checkpoint. Pure: reads and writes nothing."""
+    if previous is not None and previous.status.finished and resume != "never":
+        if previous.status is Status.DIVERGED or steps == previous.steps:
+            return Skip()
+        if steps < previous.steps:
+            return Refuse(invalid("train.steps", steps, f"{run_dir} already trained "
+                                  f"{previous.steps} steps; ask for {previous.steps} or more to "
+                                  "extend it, or use another directory"))
+        if not has_checkpoint:
+            return Refuse(ConfigError(f"train.steps={steps} cannot extend {run_dir}: it has no "
+                                      f"{CHECKPOINT} to continue from"))
+        return Extend(previous.steps)
+    return Resume() if resume != "never" and has_checkpoint else Fresh()
+
+
+@contextmanager
+def failures_recorded(run_dir: Path, identity: dict[str, Any],
+                      loop: Callable[[], Loop | None] = lambda: None) -> Iterator[None]:
+    """Any exception inside leaves results.json `failed` with the error (the loop's state when
+    there is one), when it can still be written, and goes on."""
+    try:
+        yield
+    except (Exception, KeyboardInterrupt) as e:
+        current = loop()
+        failed = (RunResult.failed(identity, e) if current is None
+                  else current.result(Status.FAILED, f"{type(e).__name__}: {e}"))
+        try:
+            failed.write(run_dir)
+        except WriteError as write_error:
+            log.error("%s", write_error)
+        raise
+
+
+def run(cfg: DictConfig, run_dir: str | Path, on_start: Callable[[], None] | None = None,
+        hooks: Iterable[Hook] = ()) -> float:
+    """Train and evaluate one configuration in `run_dir`; returns the best test accuracy (the
+    sweep objective; 0.0 when there was no evaluation).
+
+    Bad values raise ConfigError before anything is written. The run holds the directory's lock
+    while it works: a second process on it raises RunDirBusy and changes nothing. `on_start` is
+    called once the run owns the directory and its config is accepted, before anything else is
+    written there (the Hydra entry writes .hydra/ then). `hooks` are called after every step.
+    """
+    validate(cfg)
+    run_dir = Path(run_dir)
+    if cfg.train.resume == "must" and not (run_dir / CHECKPOINT).is_file():
+        raise ConfigError(f"train.resume='must' but there is no checkpoint at "
+                          f"{run_dir / CHECKPOINT}")
+    with RunDirLock(run_dir):
+        return _run_locked(cfg, run_dir, on_start, hooks)
+
+
+def _run_locked(cfg: DictConfig, run_dir: Path, on_start: Callable[[], None] | None,
+                hooks: Iterable[Hook]) -> float:
+    identity = fingerprint(cfg)
+    previous = RunResult.read(run_dir)
+    if previous is not None and previous.status.finished and cfg.train.resume != "never":
+        check_same_run(run_dir / RESULTS_FILE, previous.config, identity)
+    todo = plan(previous, (run_dir / CHECKPOINT).is_file(), cfg.train.steps, cfg.train.resume,
+                run_dir)
+    if isinstance(todo, Refuse):
+        raise todo.error
+    if isinstance(todo, Skip):
+        log.info("%s: already %s, not trained again", run_dir, previous.status)
+        return previous.best_test_accuracy or 0.0
+    if isinstance(todo, Extend):
+        log.info("%s: extending from %d to %d steps", run_dir, todo.from_steps, cfg.train.steps)
+    loop: Loop | None = None
+    with failures_recorded(run_dir, identity, lambda: loop):
+        state = None
+        if isinstance(todo, Resume | Extend):
+            state = load_checkpoint(run_dir / CHECKPOINT)
+            check_same_run(run_dir / CHECKPOINT, state.get("fingerprint", {}), identity)
+        if on_start is not None:
+            on_start()
+        loop = Loop(build(cfg), cfg, identity,
+                    requeues=previous.requeues if previous is not None else 0, hooks=hooks)
+        _report_stability(loop, cfg)
+        if state is not None:
+            loop.load_state_dict(run_dir / CHECKPOINT, state)
+            log.info("resumed from %s at step %d", run_dir / CHECKPOINT, loop.step)
+        loop.result(Status.RUNNING).write(run_dir)
+        result = _fit(loop, cfg, run_dir)
+    result.write(run_dir)
+    _report_end(result)
+    return result.best_test_accuracy or 0.0
+
+
+def _report_stability(loop: Loop, cfg: DictConfig) -> None:
+    if loop.stability is None:
+        return
+    log.info("%s", loop.stability.line())
+    warning = stability_warning(loop.model.cell, loop.stability, cfg.model.gamma,
+                                cfg.model.sigma_w)
+    if warning is not None:
+        log.warning("%s", warning)
+
+
+def _fit(loop: Loop, cfg: DictConfig, run_dir: Path) -> RunResult:
+    with Monitor(run_dir, cfg.train.steps, loop.step) as monitor:
+        with SignalCatcher() as signals:
+            status = loop.fit(monitor, run_dir, stop=signals.caught)
+            if status is Status.INTERRUPTED:
+                hand_over(loop, signals, run_dir)
+        result = loop.result(status)
+        monitor.hparams(hparams_of(cfg),
+                        {"hparams/test_accuracy": result.test_accuracy or 0.0,
+                         "hparams/best_test_accuracy": result.best_test_accuracy or 0.0},
+                        loop.step)
+    return result
+
+
+def _report_end(result: RunResult) -> None:
+    if result.status is Status.DIVERGED:
+        log.warning("diverged at step %s: %s (last finite loss %s); best test accuracy %s",
+                    result.diverged_step, result.divergence, result.last_finite_loss,
+                    result.best_test_accuracy)
+    else:
+        log.info("completed %d steps: test accuracy %.4f (best %.4f), %d parameters, %.1f s",
+                 result.steps, result.test_accuracy, result.best_test_accuracy, result.params,
+                 result.wall_time_s)

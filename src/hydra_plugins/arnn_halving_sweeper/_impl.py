@@ -1,0 +1,194 @@
+"""Synchronous successive halving over the basic sweeper's grid.
+
+Rung 0 trains every configuration for `min_steps`; each later rung keeps the best 1/eta of the
+previous one and multiplies the budget by eta, the last rung's budget being `train.steps`. A
+promoted job is launched again in its own directory with the larger `train.steps`, so the runner
+continues it from its checkpoint (bit-identical to training it to that count at once) and its
+TensorBoard curves run on. Every rung goes through the configured launcher as one batch.
+
+`<sweep dir>/halving.json` (arnn.results) records the grid, the budgets and every rung (jobs,
+statuses, metrics, who was promoted). Running the same command again continues at the rung it
+reached; rungs already done are not launched again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+
+from arnn.errors import ConfigError, invalid
+from arnn.results import (
+    HALVING_FILE,
+    ResultsError,
+    RunResult,
+    Status,
+    read_halving,
+    steps_trained,
+    write_halving,
+)
+
+from .config import METRICS
+
+
+def rung_budgets(min_steps: int, eta: int, final_steps: int) -> list[int]:
+    """min_steps, min_steps * eta, ... below final_steps, then final_steps."""
+    budgets, budget = [], min_steps
+    while budget < final_steps:
+        budgets.append(budget)
+        budget *= eta
+    return budgets + [final_steps]
+
+
+def outcome(job_dir: Path, metric: str) -> dict[str, Any]:
+    """A job's status, metric and steps from its results.json (`missing` if it has none)."""
+    try:
+        result = RunResult.read(job_dir)
+    except ResultsError as e:
+        return {"status": "failed", "metric": None, "steps": 0, "error": str(e)}
+    if result is None:
+        return {"status": "missing", "metric": None, "steps": 0}
+    return {"status": result.status.value, "metric": getattr(result, metric),
+            "steps": result.steps}
+
+
+def ranked(outcomes: dict[int, dict[str, Any]]) -> list[int]:
+    """Job numbers, best first: completed jobs by their metric, then everything else (diverged,
+    failed, missing); ties by job number."""
+
+    def key(job: int) -> tuple[bool, float, int]:
+        o = outcomes[job]
+        ok = o["status"] == Status.COMPLETED and o["metric"] is not None
+        return (not ok, -(o["metric"] if ok else 0.0), job)
+
+    return sorted(outcomes, key=key)
+
+
+def promote(outcomes: dict[int, dict[str, Any]], eta: int) -> list[int]:
+    """The best floor(n / eta) (at least one) of the completed jobs."""
+    keep = max(1, len(outcomes) // eta)
+    return [j for j in ranked(outcomes) if outcomes[j]["status"] == Status.COMPLETED][:keep]
+
+
+class HalvingSweeperImpl:
+    """The sweeper's logic; the basic sweeper (made at setup: Hydra's plugin scan may load its
+    module anew) parses the grid and holds the launcher."""
+
+    def __init__(self, params: dict[str, str] | None, min_steps: int, eta: int,
+                 metric: str) -> None:
+        self.params, self.min_steps, self.eta, self.metric = params, min_steps, eta, metric
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
+              config: DictConfig) -> None:
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+        self.basic = BasicSweeper(max_batch_size=None, params=self.params)
+        self.basic.setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        self.config, self.launcher = config, self.basic.launcher
+
+    def _check_settings(self) -> None:
+        if not isinstance(self.min_steps, int) or self.min_steps < 1:
+            raise invalid("hydra.sweeper.min_steps", self.min_steps, "must be an integer >= 1")
+        if not isinstance(self.eta, int) or self.eta < 2:
+            raise invalid("hydra.sweeper.eta", self.eta, "must be an integer >= 2")
+        if self.metric not in METRICS:
+            raise invalid("hydra.sweeper.metric", self.metric, METRICS)
+
+    def _grid(self, arguments: list[str]) -> list[list[str]]:
+        params = self.basic._parse_config() + list(arguments)
+        parser = OverridesParser.create(config_loader=self.basic.hydra_context.config_loader)
+        overrides = parser.parse_overrides(params)
+        for override in overrides:
+            key = override.get_key_element()
+            if key in ("train.steps", "hydra.sweep.subdir") and override.is_sweep_override():
+                raise ConfigError(f"{override.input_line} is invalid: the halving sweeper sets "
+                                  f"{key} itself (train.steps is the last rung's budget: give "
+                                  "one value)")
+        # train.steps is each rung's budget, set per launch.
+        return [[o for o in config if not o.startswith("train.steps=")]
+                for config in self.basic.split_arguments(overrides, None)[0]]
+
+    def sweep(self, arguments: list[str]) -> Any:
+        self._check_settings()
+        configs = self._grid(arguments)
+        final_steps = int(self.config.train.steps)
+        if final_steps < 1:
+            raise invalid("train.steps", final_steps, "the last rung's budget must be >= 1")
+        budgets = rung_budgets(self.min_steps, self.eta, final_steps)
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        record = self._load_record(sweep_dir, configs, budgets)
+        alive, returns = list(range(len(configs))), []
+        for r in range(len(budgets)):
+            if r < len(record["rungs"]) and record["rungs"][r].get("done"):
+                alive = record["rungs"][r]["promoted"]
+                continue
+            alive = self._run_rung(sweep_dir, record, r, alive, returns)
+            if not alive:
+                break
+        self._totals(sweep_dir, record)
+        return returns
+
+    def _run_rung(self, sweep_dir: Path, record: dict[str, Any], r: int, alive: list[int],
+                  returns: list[Any]) -> list[int]:
+        """Launch rung r's jobs, record their outcomes; returns the promoted jobs."""
+        budgets, configs = record["budgets"], record["configs"]
+        budget = budgets[r]
+        del record["rungs"][r:]
+        record["rungs"].append({"budget": budget, "jobs": alive, "done": False})
+        write_halving(sweep_dir, record)
+        print(f"[halving] rung {r + 1}/{len(budgets)}: {len(alive)} job(s) to "
+              f"{budget} steps", flush=True)
+        batch = [[*configs[j], f"train.steps={budget}", f"hydra.sweep.subdir={j}"]
+                 for j in alive]
+        returns.append(self.launcher.launch(batch, initial_job_idx=0))
+        outcomes = {j: outcome(sweep_dir / str(j), self.metric) for j in alive}
+        last = r == len(budgets) - 1
+        promoted = [] if last else promote(outcomes, self.eta)
+        record["rungs"][r].update(
+            outcomes={str(j): o for j, o in outcomes.items()}, promoted=promoted, done=True)
+        write_halving(sweep_dir, record)
+        self._summary(r, budget, outcomes, promoted, last)
+        return promoted
+
+    def _load_record(self, sweep_dir: Path, configs: list[list[str]],
+                     budgets: list[int]) -> dict[str, Any]:
+        fresh = {"version": 1, "metric": self.metric, "eta": self.eta,
+                 "min_steps": self.min_steps, "budgets": budgets, "configs": configs,
+                 "rungs": []}
+        record = read_halving(sweep_dir)
+        if record is None:
+            return fresh
+        if any(record[k] != fresh[k] for k in ("metric", "eta", "budgets", "configs")):
+            raise ResultsError(f"{sweep_dir} holds another halving sweep (its {HALVING_FILE} "
+                               "has other configurations, budgets or metric): use another "
+                               "hydra.sweep.dir")
+        return record
+
+    def _summary(self, r: int, budget: int, outcomes: dict[int, dict[str, Any]],
+                 promoted: list[int], last: bool) -> None:
+        counts: dict[str, int] = {}
+        for o in outcomes.values():
+            counts[o["status"]] = counts.get(o["status"], 0) + 1
+        top = ", ".join(f"#{j} {outcomes[j]['metric']:.4f}" for j in ranked(outcomes)[:5]
+                        if outcomes[j]["metric"] is not None)
+        what = "final rung" if last else f"promoted {len(promoted)}: {promoted}"
+        print(f"[halving] rung {r + 1} done at {budget} steps: "
+              + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+              + f"; best {self.metric}: {top or '-'}; {what}", flush=True)
+
+    def _totals(self, sweep_dir: Path, record: dict[str, Any]) -> None:
+        steps = steps_trained(record)
+        full = len(record["configs"]) * record["budgets"][-1]
+        best = None
+        for rung in reversed(record["rungs"]):
+            if rung.get("done"):
+                best = ranked({int(j): o for j, o in rung["outcomes"].items()})[0]
+                break
+        print(f"[halving] {steps} steps trained, {steps / full:.1%} of the full grid's {full}; "
+              f"best job: #{best} {record['configs'][best] if best is not None else ''} "
+              f"({sweep_dir / str(best)})", flush=True)

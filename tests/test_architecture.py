@@ -1,0 +1,220 @@
+"""The house rules README's "Architecture" section states, read from the source: each module
+imports only modules of lower layers, functions and classes stay short, tests and scripts do not
+import test modules."""
+
+import ast
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures import ROOT
+
+SRC = ROOT / "src"
+# Bottom to top; a module may import only modules of a lower layer (README, "Architecture").
+LAYERS = [
+    ["arnn.errors", "arnn.grid"],
+    ["arnn.storage", "arnn.recurrence", "arnn.data.files"],
+    ["arnn.results", "arnn.models", "arnn.optimizers", "arnn.data.sampler", "arnn.data.tasks",
+     "arnn.checkpoint"],
+    ["arnn.data", "arnn.config", "arnn.stability", "arnn.monitor", "arnn.figures"],
+    ["arnn.identity", "arnn.build"],
+    ["arnn.loop"],
+    ["arnn.preemption"],
+    ["arnn.run_dir"],
+    ["arnn.cli", "arnn.collect", "arnn.bench", "arnn.gradient_flow",
+     "hydra_plugins.arnn_halving_sweeper"],
+]
+LAYER = {module: level for level, modules in enumerate(LAYERS) for module in modules}
+MAX_FUNCTION_LINES = 60
+MAX_CLASS_LINES = 150
+
+
+def _module_name(path: Path, src: Path = SRC) -> str:
+    parts = list(path.relative_to(src).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _unit(module: str) -> str | None:
+    """The listed module or package that `module` belongs to (the longest listed prefix)."""
+    parts = module.split(".")
+    for end in range(len(parts), 0, -1):
+        if ".".join(parts[:end]) in LAYER:
+            return ".".join(parts[:end])
+    return None
+
+
+def _imports(path: Path, module: str, known: set[str]) -> set[str]:
+    """The project modules `path` imports (for `from X import Y`: X.Y when it is a module)."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            out |= {f"{base}.{a.name}" if f"{base}.{a.name}" in known else base
+                    for a in node.names}
+    return {m for m in out if _unit(m) is not None}
+
+
+def upward_imports(src: Path = SRC) -> list[str]:
+    """`importer (layer) -> imported (layer)` for each import of another unit of the same or a
+    higher layer."""
+    paths = {_module_name(p, src): p for p in sorted(src.rglob("*.py"))}
+    found = []
+    for module, path in paths.items():
+        unit = _unit(module)
+        if unit is None:
+            continue
+        for imported in sorted(_imports(path, module, set(paths))):
+            other = _unit(imported)
+            if other != unit and LAYER[other] >= LAYER[unit]:
+                found.append(f"{unit} (layer {LAYER[unit]}) -> {other} (layer {LAYER[other]})")
+    return found
+
+
+def test_every_module_has_a_layer():
+    unlisted = [_module_name(p) for p in SRC.rglob("*.py")
+                if _unit(_module_name(p)) is None
+                and _module_name(p) not in ("arnn", "hydra_plugins")]
+    assert not unlisted, f"place these in LAYERS (and README's Architecture): {unlisted}"
+
+
+def test_imports_run_downward_only():
+    assert upward_imports() == []
+
+
+def test_an_upward_import_is_noticed(tmp_path):
+    """The check itself: a copy of src/ where the results module imports the runner fails."""
+    copy = tmp_path / "src"
+    shutil.copytree(SRC, copy, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    results = copy / "arnn" / "results.py"
+    results.write_text(results.read_text() + "\nfrom arnn.run_dir import run  # noqa\n")
+    assert upward_imports(copy) == ["arnn.results (layer 2) -> arnn.run_dir (layer 7)"]
+
+
+def _long_definitions(kind: type, limit: int) -> list[str]:
+    out = []
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, kind) and node.end_lineno - node.lineno + 1 > limit:
+                out.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} "
+                           f"({node.end_lineno - node.lineno + 1} lines)")
+    return out
+
+
+def test_functions_and_classes_stay_short():
+    assert _long_definitions((ast.FunctionDef, ast.AsyncFunctionDef), MAX_FUNCTION_LINES) == []
+    assert _long_definitions(ast.ClassDef, MAX_CLASS_LINES) == []
+
+
+@pytest.mark.parametrize("folder", ["tests", "scripts"])
+def test_no_module_imports_a_test_module(folder):
+    offenders = []
+    for path in sorted((ROOT / folder).rglob("*")):
+        if path.suffix not in (".py", ".sh") or path.name == "test_architecture.py":
+            continue
+        text = path.read_text()
+        if "from tests.test_" in text or "import tests.test_" in text or (
+                folder == "scripts" and "from tests" in text):
+            offenders.append(str(path.relative_to(ROOT)))
+    assert offenders == []
+
+
+TOY_CELL = '''
+
+class LeakyTanhCell(RecurrentCell):
+    """h_t = (1 - alpha) h_{t-1} + alpha tanh(W h_{t-1} + V x_t + b): the walk-through's model."""
+
+    settings = ("alpha", "sigma_w")
+
+    def __init__(self, input_size: int, hidden_size: int, alpha: float = 0.5,
+                 sigma_w: float = 1.0) -> None:
+        super().__init__()
+        self.hidden_size, self.alpha = hidden_size, alpha
+        self.weight_ih = nn.Parameter(torch.randn(hidden_size, input_size) / input_size ** 0.5)
+        self.weight_hh = nn.Parameter(torch.randn(hidden_size, hidden_size) * sigma_w
+                                      / hidden_size ** 0.5)
+        self.bias = nn.Parameter(torch.zeros(hidden_size))
+
+    def recurrent_matrix(self) -> Tensor:
+        return self.weight_hh
+
+    def step_states(self, x: Tensor) -> list[Tensor]:
+        h, states = x.new_zeros(x.shape[0], self.hidden_size), []
+        for t in range(x.shape[1]):
+            pre = h @ self.weight_hh.t() + x[:, t] @ self.weight_ih.t() + self.bias
+            h = (1 - self.alpha) * h + self.alpha * torch.tanh(pre)
+            states.append(h)
+        return states
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.stack(self.step_states(x))
+
+
+CELLS["toy"] = LeakyTanhCell
+'''
+TOY_FILES = {
+    "src/arnn/models.py": lambda text: text + TOY_CELL,
+    "src/arnn/config.py": lambda text: text.replace(
+        "    backend: str | None = MISSING  # recurrence backend",
+        "    alpha: float | None = None  # toy: leak rate\n"
+        "    backend: str | None = MISSING  # recurrence backend").replace(
+        '    "model.sigma_w": (0, False, False),\n',
+        '    "model.sigma_w": (0, False, False),\n    "model.alpha": (0, True, False),\n'),
+    "conf/model/toy.yaml": lambda text: "name: toy\neps: null\ngamma: null\nbackend: null\n",
+    "conf/preset/toy_digits.yaml": lambda text: (
+        "# @package _global_\ndefaults:\n  - /optimizer: adagrad\n  - _self_\n\n"
+        "model:\n  hidden_size: 16\n  alpha: 0.5\n  sigma_w: 1.0\noptimizer:\n  lr: 0.1\n"),
+}
+
+
+def _walkthrough_files() -> set[str]:
+    """The files README's "Adding a model" names (<name>/<dataset> as the test's)."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### Adding a model"):text.index("### Adding a dataset")]
+    named = re.findall(r"^\d+\. `([^`]+)`", section, flags=re.MULTILINE)
+    return {n.replace("<name>", "toy").replace("<dataset>", "digits") for n in named}
+
+
+@pytest.mark.slow
+def test_adding_a_model_touches_the_files_readme_names(tmp_path):
+    """A cell with a new hyperparameter, added by editing only the files README's walk-through
+    names, trains through train.py; its setting is validated and recorded like the others."""
+    assert _walkthrough_files() == set(TOY_FILES)
+    for part in ("src/arnn", "conf"):
+        shutil.copytree(ROOT / part, tmp_path / part,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copy(ROOT / "train.py", tmp_path / "train.py")
+    for name, edit in TOY_FILES.items():
+        path = tmp_path / name
+        before = path.read_text() if path.exists() else ""
+        path.write_text(edit(before))
+        assert path.read_text() != before, name
+
+    def train(*args):
+        env = {**os.environ, "PYTHONPATH": str(tmp_path / "src")}
+        return subprocess.run([sys.executable, "train.py", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    run_dir = tmp_path / "run"
+    proc = train("model=toy", "train.steps=60", "train.eval_every=30", f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((run_dir / "results.json").read_text())
+    assert result["status"] == "completed" and result["model"] == "toy"
+    assert result["config"]["model"] == {"name": "toy", "hidden_size": 16, "alpha": 0.5,
+                                         "sigma_w": 1.0}
+    assert result["test_accuracy"] > 0.2  # it learns (chance 0.1)
+    bad = train("model=toy", "model.alpha=0", f"hydra.run.dir={tmp_path / 'bad'}")
+    assert bad.returncode == 2 and "model.alpha=0.0 is invalid: must be a number > 0" in bad.stderr
+    other = train("model=arnn", "model.alpha=0.5", f"hydra.run.dir={tmp_path / 'other'}")
+    assert other.returncode == 2 and "model=arnn has no alpha" in other.stderr
