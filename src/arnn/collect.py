@@ -314,7 +314,8 @@ def sensitivity_figure(jobs: list[Job], path: Path, metric: str) -> list[str]:
         ax.set_xlabel(key)
         ax.set_ylabel(metric.replace("_", " "))
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+    if axes[0][0].get_legend_handles_labels()[0]:
+        axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
