@@ -156,6 +156,61 @@ def test_noise_padded_cifar10(cifar_root):
     assert t1.shape == (4, 1000, 96) and torch.equal(t1, t2)  # repeatable evaluation
 
 
+def _check_noise_padded(task, rows, steps, image_rows, width):
+    """Steps 1..image_rows are the standardised image rows; the rest N(0, 1) noise, fresh for
+    every training example at every use, the same at every evaluation."""
+    task.seed(0)
+    idx = torch.arange(len(rows))
+    x1, _ = task.train_batch(idx)
+    x2, _ = task.train_batch(idx)
+    assert x1.shape == (len(rows), steps, width)
+    torch.testing.assert_close(x1[:, :image_rows], rows)
+    assert torch.equal(x1[:, :image_rows], x2[:, :image_rows])
+    pad = x1[:, image_rows:]
+    assert abs(pad.mean().item()) < 0.02 and abs(pad.var().item() - 1) < 0.02
+    assert not torch.allclose(pad, x2[:, image_rows:])  # fresh noise each time
+    assert not torch.allclose(pad[0], pad[1])  # independent across examples
+    t1 = torch.cat([x for x, _ in task.test_batches(100)])
+    t2 = torch.cat([x for x, _ in task.test_batches(100)])
+    assert torch.equal(t1, t2) and not torch.allclose(t1[0, image_rows:], t1[1, image_rows:])
+
+
+def test_noise_padded_digits():
+    """noise_digits: the digits' 8 rows of 8 pixels, standardised with the training split's
+    pixel mean and std, then noise up to seq_len."""
+    from sklearn.datasets import load_digits
+
+    task = _task("unused", "dataset=noise_digits", "dataset.seq_len=120")
+    pixels = task.train_x.double() / 16  # (N, 8, 8): the training split's images
+    raw = load_digits().images
+    assert any(np.array_equal(raw[i], task.train_x[0].numpy()) for i in range(len(raw)))
+    mean, std = pixels.mean().item(), pixels.std(unbiased=False).item()
+    rows = ((pixels[:64] - mean) / std).float()
+    _check_noise_padded(task, rows, 120, 8, 8)
+    assert task.num_test == 450  # the digits' split (test_fraction 0.25)
+    short = _task("unused", "dataset=noise_digits", "dataset.seq_len=8")
+    assert short.seq_len == 8 and short.train_batch(torch.arange(2))[0].shape == (2, 8, 8)
+
+
+def test_noise_padded_sequence_shorter_than_the_image_is_refused():
+    from arnn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="dataset.seq_len=5 is invalid: noise_digits needs "
+                                          "at least its 8 image rows"):
+        _task("unused", "dataset=noise_digits", "dataset.seq_len=5")
+
+
+@pytest.mark.slow
+def test_noise_padded_mnist(mnist_dir):
+    """noise_mnist: MNIST's 28 rows of 28 pixels, standardised, then noise up to T = 1000."""
+    task = _task(mnist_dir, "dataset=noise_mnist", "dataset.test_limit=300")
+    pixels = task.train_x.double() / 255
+    mean, std = pixels.mean().item(), pixels.std(unbiased=False).item()
+    assert abs(mean - 0.1307) < 1e-3 and abs(std - 0.3081) < 1e-3  # MNIST's known statistics
+    rows = ((pixels[:64] - mean) / std).float()
+    _check_noise_padded(task, rows, 1000, 28, 28)
+
+
 def test_noise_seed_chooses_the_test_noise(cifar_root):
     def test_inputs(seed):
         task = _task(cifar_root, "dataset=noise_cifar10", "dataset.download=false",

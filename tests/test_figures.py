@@ -97,3 +97,22 @@ def test_gradient_flow_figure_in_tensorboard(tmp_path):
     acc = EventAccumulator(str(tmp_path))
     acc.Reload()
     assert "gradient_flow" in acc.Tags()["images"]
+
+
+def test_gradient_flow_script_draws_flow_and_eigenvalues(tmp_path, capsys):
+    """scripts/gradient_flow.py's command line: both figures; the antisymmetric model's
+    eigenvalues all have real part -gamma, the ablation's unstructured matrix's do not."""
+    from arnn.gradient_flow import main
+
+    main(["--models", "arnn,ablation,lstm", "--set", "model.hidden_size=8", "--out",
+          str(tmp_path / "flow.png"), "--eigenvalues", str(tmp_path / "eig.png")])
+    out = capsys.readouterr().out
+    for name in ("flow.png", "eig.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    gamma = compose_cfg("model=arnn").model.gamma
+    line = next(x for x in out.splitlines() if x.strip().startswith("arnn (init): Re(mu)"))
+    low, high = (float(v) for v in line.split("[")[1].split("]")[0].split(", "))
+    assert low == pytest.approx(-gamma, abs=1e-9) and high == pytest.approx(-gamma, abs=1e-9)
+    ablation = next(x for x in out.splitlines() if x.strip().startswith("ablation (init): Re"))
+    assert float(ablation.split("[")[1].split(", ")[0]) < -gamma - 0.1
+    assert "lstm (init): Re(mu)" not in out  # no recurrent matrix of its own

@@ -106,11 +106,12 @@ def test_halving_promotes_by_the_metric_it_is_given(tmp_path, metric, promoted):
         j: v[0 if metric == "test_accuracy" else 1] for j, v in values.items()}
 
 
-def _job(sweep, num, model, dataset, seed, accuracy):
+def _job(sweep, num, model, dataset, seed, accuracy, seq_len=None):
     job = sweep / str(num)
     (job / ".hydra").mkdir(parents=True)
     (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"model": {"name": model}}))
-    config = {"model": {"name": model, "hidden_size": 128}, "dataset": {"name": dataset},
+    config = {"model": {"name": model, "hidden_size": 128},
+              "dataset": {"name": dataset, "seq_len": seq_len},
               "optimizer": {"name": "sgd", "lr": 0.1}, "seed": seed}
     RunResult(Status.COMPLETED, model, dataset, "sgd", test_accuracy=accuracy,
               best_test_accuracy=accuracy, steps=100, params=10_000, config=config).write(job)
@@ -133,3 +134,23 @@ def test_collector_reports_each_jobs_settings_and_ours_beside_the_paper(tmp_path
     assert cells["arnn"][columns.index("mnist paper")] == "98.0%"
     assert cells["lstm"][columns.index("pmnist ours")] == "12.3%"
     assert cells["lstm"][columns.index("pmnist paper")] == "92.6%"
+
+
+def test_collector_reports_accuracy_against_the_sequence_length(tmp_path):
+    """Jobs that differ only in T and seed: one line per model, mean ± std over the seeds."""
+    sweep, num = tmp_path / "sweep", 0
+    accuracy = {("lstm", 25): [0.9, 0.8, 0.7], ("lstm", 300): [0.1, 0.12, 0.08],
+                ("gated_arnn", 25): [0.9, 0.9, 0.9], ("gated_arnn", 300): [0.5, 0.6]}
+    for (model, seq_len), values in accuracy.items():
+        for seed, value in enumerate(values):
+            _job(sweep, num, model, "noise_digits", seed, value, seq_len)
+            num += 1
+    collect_main([str(sweep)])
+    md = (sweep / "results.md").read_text()
+    table = md.split("against the sequence length T")[1]
+    lstm = next(line for line in table.splitlines() if "| lstm (" in line)
+    gated = next(line for line in table.splitlines() if "| gated_arnn (" in line)
+    assert "T=25 | T=300" in table
+    assert lstm.endswith("| 80.0 ± 10.0% (3) | 10.0 ± 2.0% (3) |")
+    assert gated.endswith("| 90.0 ± 0.0% (3) | 55.0 ± 7.1% (2) |")
+    assert (sweep / "results_length.png").read_bytes()[:4] == b"\x89PNG"

@@ -46,6 +46,7 @@ HYPERPARAMETERS = {
     "gamma": "model.gamma",
     "sigma_w": "model.sigma_w",
     "hidden_size": "model.hidden_size",
+    "seq_len": "dataset.seq_len",
     "seed": "seed",
 }
 # A requeued job (stopped by SLURM's signal, waiting to resume) is counted as running.
@@ -322,6 +323,75 @@ def sensitivity_figure(jobs: list[Job], path: Path, metric: str) -> list[str]:
     return swept
 
 
+def length_groups(jobs: list[Job], metric: str
+                  ) -> dict[tuple[str, str], dict[int, list[float]]]:
+    """(dataset, model and settings) -> {T: [metric of each seed]}, for jobs that differ in
+    dataset.seq_len; every other setting but the seed (the model's, lr) tells lines apart."""
+    done = [j for j in jobs if j.status in ("completed", "diverged")
+            and j.metric(metric) is not None and j.hyper.get("seq_len") is not None]
+    groups: dict[tuple[str, str], dict[int, list[float]]] = {}
+    for job in done:
+        others = ", ".join(f"{k}={v}" for k, v in job.hyper.items()
+                           if k not in ("seq_len", "seed") and v is not None)
+        key = (job.dataset, f"{job.model} ({others})")
+        groups.setdefault(key, {}).setdefault(job.hyper["seq_len"], []).append(
+            job.metric(metric))
+    return groups if len({t for g in groups.values() for t in g}) > 1 else {}
+
+
+def _spread(values: list[float]) -> str:
+    mean, n = f"{100 * sum(values) / len(values):.1f}", len(values)
+    return f"{mean}% (1)" if n == 1 else f"{mean} ± {100 * _std(values):.1f}% ({n})"
+
+
+def length_markdown(groups: dict[tuple[str, str], dict[int, list[float]]], metric: str
+                    ) -> list[str]:
+    lengths = sorted({t for g in groups.values() for t in g})
+    lines = [f"## {metric.replace('_', ' ')} against the sequence length T", "",
+             "mean ± standard deviation over seeds (number of seeds)", "",
+             "| dataset | model | " + " | ".join(f"T={t}" for t in lengths) + " |",
+             "|---|---|" + "---|" * len(lengths)]
+    for (dataset, model), by_length in sorted(groups.items()):
+        cells = [_spread(by_length[t]) if t in by_length else "-" for t in lengths]
+        lines.append(f"| {dataset} | {model} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def length_figure(groups: dict[tuple[str, str], dict[int, list[float]]], path: Path,
+                  metric: str, chance: float = 0.1) -> None:
+    """Accuracy against T, one line per model with its spread over seeds, chance marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    names = [model.split(" (")[0] for _, model in groups]
+    short = len(set(names)) == len(names)  # one line per model: its name says enough
+    for i, ((dataset, model), by_length) in enumerate(sorted(groups.items())):
+        lengths = sorted(by_length)
+        values = [by_length[t] for t in lengths]
+        means = [sum(v) / len(v) for v in values]
+        for t, v in zip(lengths, values, strict=True):
+            ax.scatter([t] * len(v), v, s=10, alpha=0.4, color=f"C{i}")
+        ax.errorbar(lengths, means, yerr=[_std(v) for v in values], color=f"C{i}", capsize=3,
+                    marker="o", label=model.split(" (")[0] if short else f"{dataset} {model}")
+    ax.axhline(chance, color="gray", linestyle="--", label="chance")
+    ax.set_xscale("log")
+    ax.set_xlabel("sequence length T (steps)")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def _std(values: list[float]) -> float:
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -348,7 +418,13 @@ def main(argv: list[str] | None = None) -> None:
     write_csv(jobs, out / "results.csv")
     halving = {d: r for d in args.sweep_dirs if (r := read_halving(d)) is not None}  # read above
     table = markdown(jobs, missing, args.metric, halving)
+    written = [out / "results.csv", out / "results.md", out / "results.png"]
+    groups = length_groups(jobs, args.metric)
+    if groups:  # jobs that differ in T: accuracy against the sequence length
+        table += "\n" + "\n".join(length_markdown(groups, args.metric))
+        length_figure(groups, out / "results_length.png", args.metric)
+        written.append(out / "results_length.png")
     (out / "results.md").write_text(table + "\n")
     sensitivity_figure(jobs, out / "results.png", args.metric)
     print(table)
-    print(f"\nwrote {out / 'results.csv'}, {out / 'results.md'}, {out / 'results.png'}")
+    print("\nwrote " + ", ".join(map(str, written)))

@@ -161,6 +161,8 @@ RANGES: dict[str, tuple[float, bool, bool]] = {
     "train.checkpoint_every": (1, False, True),
     "train.grad_clip": (0, True, False),
     "train.max_loss": (0, True, False),
+    "dataset.input_size": (1, False, True),
+    "dataset.seq_len": (1, False, True),
     "dataset.train_limit": (1, False, True),
     "dataset.test_limit": (1, False, True),
 }

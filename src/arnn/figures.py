@@ -138,3 +138,27 @@ def plot_gradient_flow(curves: dict[str, np.ndarray], title: str):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_eigenvalues(spectra: dict[str, np.ndarray], title: str, gamma: float | None = None):
+    """A matplotlib figure of each named matrix's eigenvalues in the complex plane; `gamma`
+    marks Re = -gamma, where the antisymmetric models' eigenvalues lie."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for i, (name, mu) in enumerate(spectra.items()):
+        ax.scatter(mu.real, mu.imag, s=10, alpha=0.7, color=f"C{i}",
+                   label=f"{name}: max Re = {mu.real.max():.4g}")
+    if gamma is not None:
+        ax.axvline(-gamma, color="gray", linestyle="--", lw=0.8, label=f"Re = -gamma = {-gamma:g}")
+    ax.axvline(0, color="black", lw=0.5)
+    ax.set_xlabel("Re(mu)")
+    ax.set_ylabel("Im(mu)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

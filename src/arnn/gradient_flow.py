@@ -13,13 +13,15 @@ from arnn.build import build
 from arnn.checkpoint import CHECKPOINT, load_checkpoint
 from arnn.config import compose_config, register_configs
 from arnn.data import SequenceTask
-from arnn.figures import gradient_flow, plot_gradient_flow
+from arnn.figures import gradient_flow, plot_eigenvalues, plot_gradient_flow
+from arnn.stability import eigenvalues
 
 
 def curves(configs: dict[str, tuple[DictConfig, Path | None]], batch: int,
-           data_dir: str | None) -> dict[str, np.ndarray]:
-    """Name -> mean ||dL/dh_t|| for each (config, optional run directory)."""
-    out = {}
+           data_dir: str | None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Name -> mean ||dL/dh_t|| for each (config, optional run directory), and name -> the
+    eigenvalues of the recurrent matrix for the models that have one."""
+    flows, spectra = {}, {}
     tasks: dict[tuple[str, str, str], SequenceTask] = {}  # models on one dataset share it
     for name, (cfg, run_dir) in configs.items():
         if data_dir is not None:
@@ -30,8 +32,11 @@ def curves(configs: dict[str, tuple[DictConfig, Path | None]], batch: int,
         if run_dir is not None:
             model.load_state_dict(load_checkpoint(run_dir / CHECKPOINT)["model"])
         x, y = next(task.test_batches(batch))
-        out[name] = gradient_flow(model, x, y)
-    return out
+        flows[name] = gradient_flow(model, x, y)
+        matrix = model.cell.recurrent_matrix()
+        if matrix is not None and (mu := eigenvalues(matrix)) is not None:
+            spectra[name] = mu.numpy()
+    return flows, spectra
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -46,6 +51,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="config override for the models at initialisation")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--eigenvalues", type=Path, default=None, metavar="PNG",
+                        help="also draw the recurrent matrices' eigenvalues to this file")
     args = parser.parse_args(argv)
     configs: dict[str, tuple[DictConfig, Path | None]] = {}
     for model in filter(None, args.models.split(",")):
@@ -55,10 +62,20 @@ def main(argv: list[str] | None = None) -> None:
         register_configs()
         cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
         configs[f"{cfg.model.name} ({run_dir.name})"] = (cfg, run_dir)
-    results = curves(configs, args.batch, args.data_dir)
+    results, spectra = curves(configs, args.batch, args.data_dir)
     fig = plot_gradient_flow(results, f"gradient flow on {args.dataset}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)
     for name, norms in results.items():
-        print(f"{name:>28}: ||dL/dh_1|| = {norms[0]:.3e}, ||dL/dh_T|| = {norms[-1]:.3e}")
+        print(f"{name:>28}: ||dL/dh_1|| = {norms[0]:.3e}, ||dL/dh_T|| = {norms[-1]:.3e}, "
+              f"ratio {norms[0] / max(norms[-1], 1e-45):.3g}")
     print(f"wrote {args.out}")
+    if args.eigenvalues is not None:
+        gammas = {cfg.model.gamma for cfg, _ in configs.values() if cfg.model.gamma is not None}
+        fig = plot_eigenvalues(spectra, "eigenvalues of the recurrent matrix",
+                               gammas.pop() if len(gammas) == 1 else None)
+        fig.savefig(args.eigenvalues, dpi=110)
+        for name, mu in spectra.items():
+            print(f"{name:>28}: Re(mu) in [{mu.real.min():.4g}, {mu.real.max():.4g}], "
+                  f"max |Im(mu)| = {abs(mu.imag).max():.4g}")
+        print(f"wrote {args.eigenvalues}")

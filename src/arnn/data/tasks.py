@@ -212,6 +212,11 @@ DATASETS: dict[str, DatasetSpec] = {
     "cifar10": DatasetSpec(_cifar10, 1.0 / 255),
     "noise_cifar10": DatasetSpec(_cifar10, 1.0 / 255, settings=("noise_seed",),
                                  noise_padded=True),
+    "noise_digits": DatasetSpec(lambda cfg, root: _digits(cfg), 1.0 / 16,
+                                settings=("split_seed", "test_fraction", "noise_seed"),
+                                noise_padded=True),
+    "noise_mnist": DatasetSpec(lambda cfg, root: _idx(cfg, root, "MNIST"), 1.0 / 255,
+                               settings=("noise_seed",), noise_padded=True),
 }
 
 
@@ -241,6 +246,9 @@ def build_task(cfg: DictConfig, data_dir: str | Path, device: torch.device) -> S
     steps, step_size = train[0].shape[1:]
     repeat = step_size // channels  # a row step holds 32 pixels, each with the same statistics
     noise_steps = cfg.seq_len - steps if spec.noise_padded else 0
+    if noise_steps < 0:
+        raise invalid("dataset.seq_len", cfg.seq_len,
+                      f"{cfg.name} needs at least its {steps} image rows")
     if steps + noise_steps != cfg.seq_len or step_size != cfg.input_size:
         raise DataError(
             f"dataset {cfg.name}: the files give {steps} steps of {step_size} values but the "
