@@ -91,11 +91,9 @@ class RunResult:
         results.json of this schema raises ResultsError naming it (results are written
         atomically, so such a file was damaged or put there by hand)."""
         path = Path(run_dir) / RESULTS_FILE
-        data = _read_json(path)
+        data = _read_object(path, "a results.json")
         if data is None:
             return None
-        if not isinstance(data, dict):
-            raise ResultsError(f"{path} is not a results.json (a JSON object was expected)")
         try:
             status = Status(data.get("status"))
         except ValueError:
@@ -112,16 +110,20 @@ class RunResult:
         return cls(**{**{k: v for k, v in data.items() if k in known}, "status": status})
 
 
-def _read_json(path: Path) -> Any:
-    """The JSON value in `path`, None when there is no file; ResultsError when unreadable."""
+def _read_object(path: Path, what: str) -> dict[str, Any] | None:
+    """The JSON object in `path`, None when there is no file; ResultsError when it cannot be
+    read or is not an object (`what` names the record in the message)."""
     if not path.exists():
         return None
     try:
         with open(path, "rb") as f:
-            return json.loads(f.read(MAX_RECORD_BYTES).decode())
+            data = json.loads(f.read(MAX_RECORD_BYTES).decode())
     except (OSError, ValueError) as e:
         reason = e.strerror if isinstance(e, OSError) else f"not JSON: {e}"
         raise ResultsError(f"{path} cannot be read ({reason}); move it away to go on") from None
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path} is not {what} (a JSON object was expected)")
+    return data
 
 
 # halving.json: {"version", "metric", "eta", "min_steps", "budgets": [int], "configs":
@@ -133,11 +135,9 @@ _HALVING_TYPES = {"metric": str, "eta": int, "budgets": list, "configs": list, "
 def read_halving(sweep_dir: Path) -> dict[str, Any] | None:
     """A halving sweep's record, None for other sweeps; ResultsError when it is damaged."""
     path = Path(sweep_dir) / HALVING_FILE
-    record = _read_json(path)
+    record = _read_object(path, "a halving sweep's record")
     if record is None:
         return None
-    if not isinstance(record, dict):
-        raise ResultsError(f"{path} is not a halving sweep's record (a JSON object expected)")
     for key, kind in _HALVING_TYPES.items():
         if not isinstance(record.get(key), kind):
             raise ResultsError(f"{path}: {key} is {type(record.get(key)).__name__}, "
