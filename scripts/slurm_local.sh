@@ -4,7 +4,7 @@
 #
 #   bash scripts/slurm_local.sh up       # install (Debian's slurm-wlm, munge) if missing, start
 #   bash scripts/slurm_local.sh status   # daemons and sinfo
-#   bash scripts/slurm_local.sh down     # stop every daemon `up` started
+#   bash scripts/slurm_local.sh down     # cancel running jobs, wait for them, stop every daemon
 #
 # Needs root (it writes /etc/slurm/slurm.conf and starts daemons). Everything listens on the
 # loopback only: one node (this machine's cores, 90% of its memory), one partition `debug`,
@@ -130,9 +130,28 @@ up() {
     sinfo
 }
 
+no_jobs() { [ -z "$(squeue -h -o %A 2>/dev/null)" ]; }
+
+cancel_jobs() {  # cancel every job and wait for its steps (slurmstepd, srun, the job) to end
+    local jobs
+    if alive slurmctld && jobs=$(squeue -h -o %A 2>/dev/null) && [ -n "$jobs" ]; then
+        echo "slurm_local: cancelling job(s) $(echo $jobs)"
+        # shellcheck disable=SC2086
+        scancel $jobs 2>/dev/null || true
+        wait_for 60 no_jobs \
+            || echo "slurm_local: jobs still listed after 60 s: $(squeue -h 2>/dev/null)" >&2
+    fi
+    # Steps the controller no longer knows about (its daemons were killed before) end too.
+    if pgrep -x slurmstepd >/dev/null; then
+        pkill -TERM -x slurmstepd || true
+        wait_for 15 sh -c '! pgrep -x slurmstepd' || pkill -KILL -x slurmstepd || true
+    fi
+}
+
 down() {
     need_root
     local name pid
+    cancel_jobs
     for name in slurmd slurmctld munged; do
         if alive "$name"; then
             pid=$(cat "$STATE/$name.pid")

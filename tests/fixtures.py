@@ -55,3 +55,10 @@ def write_cifar10(root: Path, per_batch: int = 4, seed: int = 0) -> Path:
         with open(folder / name, "wb") as f:
             pickle.dump(batch, f)
     return folder
+
+
+def read_checkpoint(path: Path) -> dict:
+    """A checkpoint of these tests' small models (within a cap that fits them all)."""
+    from arnn.checkpoint import load_checkpoint
+
+    return load_checkpoint(path, 64 << 20)

@@ -18,7 +18,7 @@ from tests.fixtures import ROOT
 SRC = ROOT / "src"
 # Bottom to top; a module may import only modules of a lower layer (README, "Architecture").
 LAYERS = [
-    ["arnn.errors", "arnn.grid"],
+    ["arnn.errors", "arnn.grid", "arnn.bounded"],
     ["arnn.storage", "arnn.recurrence", "arnn.data.files"],
     ["arnn.results", "arnn.models", "arnn.optimizers", "arnn.data.sampler", "arnn.data.tasks",
      "arnn.checkpoint"],

@@ -12,7 +12,7 @@ from arnn.build import build
 from arnn.figures import FIGURE1_INITIAL_STATES, figure1_systems, gradient_flow
 from arnn.models import build_cell
 from arnn.run_dir import run
-from tests.fixtures import ROOT, compose_cfg
+from tests.fixtures import ROOT, compose_cfg, run_cli
 
 SYSTEMS = {s.title.split(",")[1].split()[0]: s for s in figure1_systems() if s.residual}
 
@@ -116,3 +116,20 @@ def test_gradient_flow_script_draws_flow_and_eigenvalues(tmp_path, capsys):
     ablation = next(x for x in out.splitlines() if x.strip().startswith("ablation (init): Re"))
     assert float(ablation.split("[")[1].split(", ")[0]) < -gamma - 0.1
     assert "lstm (init): Re(mu)" not in out  # no recurrent matrix of its own
+
+
+def test_gradient_flow_of_a_trained_run_and_of_a_damaged_one(tmp_path, capsys):
+    """--run reads the run's config and checkpoint (within bounds); a damaged checkpoint is
+    one line and exit 2."""
+    from arnn.checkpoint import CHECKPOINT
+    from arnn.gradient_flow import main
+
+    run_cli("model.hidden_size=8", "train.steps=2", "device=cpu",
+            f"hydra.run.dir={tmp_path / 'run'}")
+    main(["--models", "", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "f.png")])
+    assert "gated_arnn (run): ||dL/dh_1||" in capsys.readouterr().out
+    ckpt = tmp_path / "run" / CHECKPOINT
+    ckpt.write_bytes(ckpt.read_bytes()[:-10])
+    with pytest.raises(SystemExit) as info:
+        main(["--models", "", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "g.png")])
+    assert info.value.code == 2 and "corrupt or truncated" in capsys.readouterr().err

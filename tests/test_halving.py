@@ -12,20 +12,20 @@ import pytest
 import torch
 import yaml
 
-from arnn.checkpoint import CHECKPOINT, load_checkpoint
+from arnn.checkpoint import CHECKPOINT
 from arnn.collect import collect
 from arnn.collect import main as collect_main
 from arnn.config import ConfigError
 from arnn.results import RunResult
 from arnn.run_dir import run
 from hydra_plugins.arnn_halving_sweeper._impl import promote, ranked, rung_budgets
-from tests.fixtures import ROOT, SMALL, compose_cfg, run_cli
+from tests.fixtures import ROOT, SMALL, compose_cfg, read_checkpoint, run_cli
 
 GRID = ("model=arnn", "model.eps=0.01,0.1", "optimizer.lr=0.1,0.3", *SMALL)
 
 
 def _params(run_dir):
-    return load_checkpoint(run_dir / CHECKPOINT)["model"]
+    return read_checkpoint(run_dir / CHECKPOINT)["model"]
 
 
 # --- extending a run --------------------------------------------------------------------------
@@ -118,7 +118,7 @@ def test_halving_sweep_end_to_end_and_rerun_trains_nothing(tmp_path):
     assert collect_main([str(sweep)]) is None
     md = (sweep / "results.md").read_text()
     assert "80 steps trained against 160 for the full grid (50.0%)" in md
-    jobs, _ = collect([sweep])
+    jobs = collect([sweep]).jobs
     assert {j.path.name: j.rung for j in jobs}[str(final)] == 2
     assert f"| {sweep / str(final)} |" in md.split("## Best configuration per task")[1]
 
@@ -137,7 +137,7 @@ def test_an_interrupted_halving_sweep_resumes_where_it_stopped(tmp_path):
         try:
             rungs = _record(killed)["rungs"]
             job = rungs[1]["jobs"][0] if len(rungs) > 1 else None
-            if job is not None and load_checkpoint(killed / str(job) / CHECKPOINT)["step"] > 40:
+            if job is not None and read_checkpoint(killed / str(job) / CHECKPOINT)["step"] > 40:
                 break
         except Exception:  # noqa: BLE001 - files being written
             pass

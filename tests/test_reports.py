@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from arnn.build import build
-from arnn.checkpoint import CHECKPOINT, load_checkpoint
+from arnn.checkpoint import CHECKPOINT
 from arnn.collect import main as collect_main
 from arnn.data import pixel_permutation
 from arnn.identity import fingerprint
@@ -17,7 +17,7 @@ from arnn.loop import Loop
 from arnn.results import RunResult, Status
 from arnn.run_dir import run
 from hydra_plugins.arnn_halving_sweeper._impl import HalvingSweeperImpl
-from tests.fixtures import SMALL, compose_cfg
+from tests.fixtures import SMALL, compose_cfg, read_checkpoint
 
 
 def test_test_accuracy_is_the_last_evaluation_over_the_whole_test_split(tmp_path):
@@ -27,7 +27,7 @@ def test_test_accuracy_is_the_last_evaluation_over_the_whole_test_split(tmp_path
     run(compose_cfg(*args), tmp_path)
     result = RunResult.read(tmp_path)
     parts = build(compose_cfg(*args))
-    parts.model.load_state_dict(load_checkpoint(tmp_path / CHECKPOINT)["model"])
+    parts.model.load_state_dict(read_checkpoint(tmp_path / CHECKPOINT)["model"])
     task = parts.task
     assert task.num_test == 450 and result.num_test == 450
     with torch.no_grad():

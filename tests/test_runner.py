@@ -15,11 +15,11 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from arnn.checkpoint import CHECKPOINT, CheckpointError, load_checkpoint, save_atomic
+from arnn.checkpoint import CHECKPOINT, CheckpointError, save_atomic
 from arnn.config import ConfigError, compose_config
 from arnn.results import RunResult
 from arnn.run_dir import run
-from tests.fixtures import CONF, ROOT, SMALL, compose_cfg, run_cli
+from tests.fixtures import CONF, ROOT, SMALL, compose_cfg, read_checkpoint, run_cli
 
 
 def _events(run_dir):
@@ -46,7 +46,7 @@ def test_tensorboard_scalars_and_hparams_in_the_run_directory(tmp_path):
         assert event.value == pytest.approx(-cfg.model.gamma, abs=1e-6)
     # rho = max|1 + eps mu(A)| of the final weights, computed here with numpy from the
     # checkpoint's W; rho^T over the digits' T = 64 steps.
-    weight = load_checkpoint(tmp_path / CHECKPOINT)["model"]["cell.matrix.weight"].double()
+    weight = read_checkpoint(tmp_path / CHECKPOINT)["model"]["cell.matrix.weight"].double()
     n, eps, gamma = 16, cfg.model.eps, cfg.model.gamma
     w = np.zeros((n, n))
     w[np.triu_indices(n, 1)] = weight.numpy()
@@ -61,7 +61,7 @@ def test_tensorboard_scalars_and_hparams_in_the_run_directory(tmp_path):
 
 
 def _checkpoint_params(run_dir):
-    return load_checkpoint(run_dir / CHECKPOINT)["model"]
+    return read_checkpoint(run_dir / CHECKPOINT)["model"]
 
 
 RESUME_ARGS = (*SMALL, "train.steps=400", "train.checkpoint_every=7", "train.log_every=10",
@@ -79,13 +79,13 @@ def test_kill_9_and_resume_is_bit_identical(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline:
         ckpt = killed / CHECKPOINT
-        if ckpt.exists() and load_checkpoint(ckpt)["step"] >= 50:
+        if ckpt.exists() and read_checkpoint(ckpt)["step"] >= 50:
             break
         time.sleep(0.05)
     time.sleep(0.13)  # land somewhere between checkpoints
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    state = load_checkpoint(killed / CHECKPOINT)
+    state = read_checkpoint(killed / CHECKPOINT)
     assert 50 <= state["step"] < 400, "the kill must land mid-training"
     assert json.loads((killed / "results.json").read_text())["status"] == "running"
     resumed = run_cli(*RESUME_ARGS, f"hydra.run.dir={killed}")
@@ -145,7 +145,7 @@ def test_checkpoint_of_another_shape_is_refused(tmp_path):
     run(cfg, tmp_path)
     (tmp_path / "results.json").unlink()
     ckpt = tmp_path / CHECKPOINT
-    state = load_checkpoint(ckpt)
+    state = read_checkpoint(ckpt)
     state["model"]["head.weight"] = torch.zeros(10, 8)
     save_atomic(state, ckpt)
     saved = ckpt.read_bytes()
@@ -223,7 +223,7 @@ def test_ctrl_c_and_sigterm_checkpoint_before_exiting(tmp_path, signum):
     assert signal.getsignal(signum) in (signal.default_int_handler, signal.SIG_DFL)  # restored
     result = json.loads((tmp_path / "stopped" / "results.json").read_text())
     assert result["status"] == "interrupted" and result["steps"] == 11
-    assert load_checkpoint(tmp_path / "stopped" / CHECKPOINT)["step"] == 11  # not 8
+    assert read_checkpoint(tmp_path / "stopped" / CHECKPOINT)["step"] == 11  # not 8
     run(compose_cfg(*args), tmp_path / "stopped")  # train.resume=auto: nothing lost
     a, b = _checkpoint_params(tmp_path / "straight"), _checkpoint_params(tmp_path / "stopped")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -245,7 +245,7 @@ def test_a_signal_during_a_checkpoint_write_leaves_it_whole(tmp_path, monkeypatc
     monkeypatch.setattr(storage.os, "fsync", fsync)
     with pytest.raises(SystemExit):
         run(compose_cfg(*SMALL, "train.steps=20", "train.checkpoint_every=5"), tmp_path)
-    assert calls and load_checkpoint(tmp_path / CHECKPOINT)["step"] == 6  # 5 whole, then 6
+    assert calls and read_checkpoint(tmp_path / CHECKPOINT)["step"] == 6  # 5 whole, then 6
     assert not list(tmp_path.rglob("*.tmp"))
 
 
@@ -262,7 +262,7 @@ def test_sigterm_from_outside_checkpoints_a_cli_run(tmp_path):
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, stderr
     result = json.loads((tmp_path / "results.json").read_text())
-    saved = load_checkpoint(tmp_path / CHECKPOINT)["step"]
+    saved = read_checkpoint(tmp_path / CHECKPOINT)["step"]
     assert result["status"] == "interrupted" and result["steps"] == saved and saved >= 100
     assert "SIGTERM at step" in _read(tmp_path / "train.log")
 
@@ -306,7 +306,7 @@ def test_a_run_directory_of_the_previous_layout_resumes_bit_identically(tmp_path
     killed = tmp_path / "killed"
     shutil.copytree(fixture, killed)
     assert json.loads((killed / "results.json").read_text())["status"] == "running"
-    assert load_checkpoint(killed / CHECKPOINT)["step"] == 120
+    assert read_checkpoint(killed / CHECKPOINT)["step"] == 120
     run(compose_cfg(*args), killed)
     run(compose_cfg(*args), tmp_path / "straight")
     a, b = _checkpoint_params(tmp_path / "straight"), _checkpoint_params(killed)

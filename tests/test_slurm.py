@@ -12,10 +12,10 @@ import time
 import pytest
 import torch
 
-from arnn.checkpoint import CHECKPOINT, load_checkpoint
+from arnn.checkpoint import CHECKPOINT
 from arnn.collect import main as collect_main
 from arnn.results import RunResult
-from tests.fixtures import ROOT, run_cli
+from tests.fixtures import ROOT, read_checkpoint, run_cli
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 CPU_SLURM = ("hydra/launcher=slurm_cpu",)
@@ -90,18 +90,44 @@ def test_preempted_job_checkpoints_at_the_signal_and_resumes_bit_identical(tmp_p
                          120, "results.json to say requeued")
         saved = requeued.steps
         assert requeued.requeues == 1 and 200 <= saved < 1000  # not a periodic checkpoint
-        assert load_checkpoint(job / CHECKPOINT)["step"] == saved
+        assert read_checkpoint(job / CHECKPOINT)["step"] == saved
         collect_main([str(sweep), "--out", str(tmp_path / "during")])
         during = (tmp_path / "during" / "results.md").read_text()
         assert f"requeued by SLURM, 1 time(s); step {saved} saved" in during
         output, _ = sweeper.communicate(timeout=420)
     finally:
-        if sweeper.poll() is None:
+        if sweeper.poll() is None:  # failed: its jobs would slow down every later test
             sweeper.kill()
+            subprocess.run(["scancel", *{p.name.split("_")[0] for p in
+                                         (sweep / ".submitit").glob("[0-9]*")}])
     assert sweeper.returncode == 0, output[-3000:]
     result = RunResult.read(job)
     assert result.status == "completed" and result.steps == steps and result.requeues == 1
     # each logged step once: a step trained twice would log its window twice
     assert _log_steps(job, steps) == list(range(10, steps + 1, 10))
-    a, b = load_checkpoint(job / CHECKPOINT)["model"], load_checkpoint(sweep / "1" / CHECKPOINT)
+    a, b = read_checkpoint(job / CHECKPOINT)["model"], read_checkpoint(sweep / "1" / CHECKPOINT)
     assert all(torch.equal(a[k], b["model"][k]) for k in a)
+
+
+def test_down_cancels_running_jobs_and_waits_for_them(tmp_path):
+    """`slurm_local.sh down` while a job runs: the job and its slurmstepd end with the cluster
+    (they used to outlive the daemons). The cluster is brought up again for what follows."""
+    marker = f"arnn-down-test-{os.getpid()}"
+    sleeper = f"python3 -c 'import time; time.sleep(600)' {marker}"  # the marker: its argv
+    submit = subprocess.run(["sbatch", "--wrap", sleeper, "-o", str(tmp_path / "out")],
+                            capture_output=True, text=True, check=True, cwd=tmp_path)
+    job_id = submit.stdout.split()[-1]
+
+    def running() -> list[str]:
+        return subprocess.run(["pgrep", "-f", marker], capture_output=True,
+                              text=True).stdout.split()
+
+    _wait(running, 60, f"job {job_id} to start")
+    script = str(ROOT / "scripts" / "slurm_local.sh")
+    try:
+        down = subprocess.run(["bash", script, "down"], capture_output=True, text=True,
+                              timeout=180)
+        assert down.returncode == 0 and f"cancelling job(s) {job_id}" in down.stdout, down
+        assert running() == [] and subprocess.run(["pgrep", "-x", "slurmstepd"]).returncode
+    finally:
+        subprocess.run(["bash", script, "up"], capture_output=True, timeout=300, check=True)

@@ -120,7 +120,8 @@ def test_sweep_with_diverging_and_failing_jobs(tmp_path):
     assert proc.returncode != 0  # Hydra reports the failed jobs after running all of them
     statuses = _statuses(sweep)
     assert sorted(statuses.values()) == ["completed", "diverged", "failed", "failed"]
-    jobs, missing = collect([sweep])
+    found = collect([sweep])
+    jobs, missing = found.jobs, found.missing
     assert missing == 0 and len(jobs) == 4
     table, md = _collect_and_check(sweep, 4)
     assert "| 1 | 1 | 2 | 0 | 0 | 0 | 4 |" in md
@@ -136,7 +137,8 @@ def test_collect_counts_jobs_not_started_yet(tmp_path):
     (sweep / "1" / "results.json").write_text(
         (sweep / "1" / "results.json").read_text().replace('"completed"', '"running"')
     )
-    jobs, missing = collect([sweep])
+    found = collect([sweep])
+    jobs, missing = found.jobs, found.missing
     assert missing == 1 and [j.status for j in jobs].count("running") == 1
     _, md = _collect_and_check(sweep, 3)
     assert "| 2 | 0 | 0 | 1 | 0 | 1 | 4 |" in md

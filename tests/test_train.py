@@ -70,6 +70,9 @@ BAD_VALUES = [
     ("train.resume=maybe", "train.resume='maybe'"),
     ("device=tpu", "device='tpu'"),
     ("model.backend=cudnn", "model.backend='cudnn'"),
+    ("seed=-1", "seed=-1"),
+    ("seed=4294967296", "seed=4294967296"),
+    ("dataset.num_classes=1", "dataset.num_classes=1"),
 ]
 
 
@@ -80,6 +83,13 @@ def test_bad_values_are_refused_naming_key_and_value(override, named):
     message = str(info.value)
     assert message.startswith(named) and "\n" not in message
     assert "must be" in message or "allowed" in message
+
+
+def test_fewer_classes_than_the_labels_is_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(ConfigError, match=r"^dataset.num_classes=5 is invalid: the labels of "
+                                          r"digits go up to 9; it needs at least 10$"):
+        run(compose_cfg("dataset.num_classes=5", "device=cpu"), tmp_path / "run")
+    assert not (tmp_path / "run" / "results.json").exists()
 
 
 def test_valid_config_passes():

@@ -1,34 +1,40 @@
-"""Checkpoints: written atomically, read without running anything from the file.
+"""Checkpoints: written atomically, read within bounds and without running anything from the
+file.
 
 File format (version 2): one header line `arnn-checkpoint 2 sha256=<digest>` followed by a
 `torch.save` archive whose SHA-256 is that digest. The archive holds tensors and plain Python
 values only (dicts, lists, tuples, numbers, strings), and is read with
 `torch.load(weights_only=True)`: a file that asks for any other object is refused, and a
-truncated or altered file fails its digest. Files of version 1 (a bare archive, written before
-the header existed) load through the same safe loader, which also admits the numpy array and
-dtype that version 1 stored for numpy's RNG state.
+truncated or altered file fails its digest. Before anything is unpickled, the file must be a
+regular file no larger than the run's model can make (`max_bytes`), and the archive's entries
+stored uncompressed (as torch.save writes them) within that size, so that a small file cannot
+inflate into gigabytes. Files of version 1 (a bare archive without a digest, written before
+2026-11) are no longer read.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import math
 import random
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from arnn.bounded import read_regular
 from arnn.errors import UserError
 from arnn.storage import write_atomic
 
 CHECKPOINT = Path("checkpoints") / "last.pt"  # in a run directory
 HEADER = re.compile(rb"arnn-checkpoint 2 sha256=([0-9a-f]{64})\n")
 ZIP_MAGIC = b"PK\x03\x04"
-# What version 1 needs beyond tensors: numpy's RNG state was an ndarray of uint32.
-_V1_GLOBALS = [np._core.multiarray._reconstruct, np.ndarray, np.dtype, np.dtypes.UInt32DType]
+UNTOUCHED = "it was left untouched: move it away to start over, or use train.resume=never"
+MAX_PICKLE_BYTES = 1 << 20  # the archive's data.pkl: RNG states, evaluations, small values
 
 
 class CheckpointError(UserError):
@@ -43,38 +49,88 @@ def save_atomic(state: dict[str, Any], path: Path) -> None:
     write_atomic(path, header + archive)
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    untouched = "it was left untouched: move it away to start over, or use train.resume=never"
+def max_checkpoint_bytes(model: torch.nn.Module, num_train: int, steps: int) -> int:
+    """The largest checkpoint a run of `model` writes: the weights and at most two optimizer
+    tensors per weight, the sampler's order of the training set, one evaluation per step, and
+    room for the RNG states and the archive's own records."""
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    return 3 * weights + 8 * num_train + 64 * steps + (4 << 20)
+
+
+def _check_archive(path: Path, archive: bytes, max_bytes: int) -> None:
+    """A zip whose entries are stored (torch.save never compresses) and fit `max_bytes`."""
     try:
-        raw = Path(path).read_bytes()
-    except OSError as e:
+        entries = zipfile.ZipFile(io.BytesIO(archive)).infolist()
+    except Exception as e:  # noqa: BLE001 - zipfile raises many kinds on a damaged directory
+        raise CheckpointError(f"checkpoint {path} is refused (not a readable archive: "
+                              f"{type(e).__name__}); {UNTOUCHED}") from None
+    total = sum(e.file_size for e in entries)
+    pickles = [e for e in entries if e.filename.endswith(".pkl")]
+    if (any(e.compress_type != zipfile.ZIP_STORED for e in entries) or total > max_bytes
+            or any(e.file_size > MAX_PICKLE_BYTES for e in pickles)):
         raise CheckpointError(
-            f"checkpoint {path} cannot be read ({e.strerror}); {untouched}"
-        ) from None
+            f"checkpoint {path} is refused (its archive holds {total} bytes or compressed "
+            f"entries; this run's checkpoints hold at most {max_bytes} bytes, stored); {UNTOUCHED}"
+        )
+
+
+def load_checkpoint(path: Path, max_bytes: int) -> dict[str, Any]:
+    raw = read_regular(path, max_bytes + 200, CheckpointError)
     header = HEADER.match(raw)
-    if header is not None:
-        archive = raw[header.end():]
-        if hashlib.sha256(archive).hexdigest() != header.group(1).decode():
-            raise CheckpointError(
-                f"checkpoint {path} is corrupt or truncated (its SHA-256 does not match its "
-                f"header); {untouched}"
-            )
-        allowed: list[Any] = []
-    elif raw.startswith(ZIP_MAGIC):
-        archive, allowed = raw, _V1_GLOBALS  # version 1: no digest
-    else:
-        raise CheckpointError(f"checkpoint {path} is not an arnn checkpoint; {untouched}")
+    if header is None:
+        version_1 = " (version 1, written before checkpoints had a digest: no longer read)"
+        raise CheckpointError(f"checkpoint {path} is not an arnn checkpoint"
+                              f"{version_1 if raw.startswith(ZIP_MAGIC) else ''}; {UNTOUCHED}")
+    archive = raw[header.end():]
+    if hashlib.sha256(archive).hexdigest() != header.group(1).decode():
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or truncated (its SHA-256 does not match its "
+            f"header); {UNTOUCHED}"
+        )
+    _check_archive(path, archive, max_bytes)
     try:
-        with torch.serialization.safe_globals(allowed):
-            state = torch.load(io.BytesIO(archive), map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - truncated zips, refused globals, ... all end here
+        state = torch.load(io.BytesIO(archive), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - refused globals, bad records, ... all end here
         refused = re.search(r"(?:unsupported|Unsupported global:) GLOBAL ([\w.]+)", str(e))
         what = (f"it asks for {refused.group(1)}, which the weights-only loader refuses"
                 if refused else f"unreadable: {type(e).__name__}")
-        raise CheckpointError(f"checkpoint {path} is refused ({what}); {untouched}") from None
-    if not isinstance(state, dict) or "model" not in state or "step" not in state:
-        raise CheckpointError(f"checkpoint {path} is not an arnn checkpoint; {untouched}")
+        raise CheckpointError(f"checkpoint {path} is refused ({what}); {UNTOUCHED}") from None
+    if not (isinstance(state, dict) and "model" in state and "step" in state
+            and isinstance(state.get("fingerprint"), dict)):
+        raise CheckpointError(f"checkpoint {path} is not an arnn checkpoint; {UNTOUCHED}")
     return state
+
+
+def _number(value: Any, low: float = -math.inf, high: float = math.inf) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value) and low <= value <= high)
+
+
+def check_state(path: Path, state: dict[str, Any], max_step: int) -> None:
+    """The checkpoint's plain values have the types and ranges a run writes (the tensors are
+    checked by their owners when loaded)."""
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"checkpoint {path} is refused ({what}); {UNTOUCHED}")
+
+    step = state.get("step")
+    if not (isinstance(step, int) and not isinstance(step, bool) and 0 <= step <= max_step):
+        raise bad(f"step {step!r} is not an integer in 0..train.steps={max_step}")
+    for key, kind in (("model", dict), ("optimizer", dict), ("sampler", dict), ("task", dict),
+                      ("rng", dict), ("fingerprint", dict), ("evaluations", list),
+                      ("window", tuple | list)):
+        if not isinstance(state.get(key), kind):
+            raise bad(f"{key} is {type(state.get(key)).__name__}")
+    for key in ("best", "last", "last_finite_loss"):
+        if state.get(key) is not None and not _number(state[key]):
+            raise bad(f"{key} {state[key]!r} is not a finite number")
+    if not _number(state.get("wall_time_s"), 0):
+        raise bad(f"wall_time_s {state.get('wall_time_s')!r} is not a number >= 0")
+    evaluations = state["evaluations"]
+    if len(evaluations) > step + 1 or not all(
+        isinstance(e, list) and len(e) == 2 and _number(e[0], 0, step) and _number(e[1], 0, 1)
+        for e in evaluations
+    ):
+        raise bad("evaluations are not [step, accuracy] pairs of this run")
 
 
 def check_compatible(path: Path, saved: dict[str, torch.Tensor], model: torch.nn.Module) -> None:
@@ -83,16 +139,18 @@ def check_compatible(path: Path, saved: dict[str, torch.Tensor], model: torch.nn
     if not isinstance(saved, dict) or saved.keys() != current.keys():
         raise CheckpointError(
             f"checkpoint {path} holds a different model (parameters "
-            f"{sorted(saved) if isinstance(saved, dict) else type(saved).__name__}), "
+            f"{sorted(map(str, saved)) if isinstance(saved, dict) else type(saved).__name__}), "
             f"not {sorted(current)}; left untouched"
         )
     for key, tensor in current.items():
-        if not isinstance(saved[key], torch.Tensor) or saved[key].shape != tensor.shape:
-            shape = getattr(saved[key], "shape", type(saved[key]).__name__)
+        value = saved[key]
+        if (not isinstance(value, torch.Tensor) or value.shape != tensor.shape
+                or value.dtype != tensor.dtype):
+            what = (f"{value.dtype} {tuple(value.shape)}" if isinstance(value, torch.Tensor)
+                    else type(value).__name__)
             raise CheckpointError(
-                f"checkpoint {path} does not fit this model: {key} is "
-                f"{tuple(shape) if isinstance(shape, torch.Size) else shape} there, "
-                f"{tuple(tensor.shape)} here; left untouched"
+                f"checkpoint {path} does not fit this model: {key} is {what} there, "
+                f"{tensor.dtype} {tuple(tensor.shape)} here; left untouched"
             )
 
 
@@ -108,9 +166,13 @@ def capture_rng() -> dict[str, Any]:
 
 
 def restore_rng(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
+    """Raises ValueError or TypeError for a state capture_rng cannot have written."""
     kind, keys, *rest = state["numpy"]
-    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))
+    if not (isinstance(keys, torch.Tensor) and keys.shape == (624,) and keys.dtype == torch.int64
+            and 0 <= int(keys.min()) and int(keys.max()) < 1 << 32):
+        raise ValueError("numpy's RNG state is not 624 words of 32 bits")
+    random.setstate(state["python"])
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
     torch.set_rng_state(state["torch"])
     if state["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

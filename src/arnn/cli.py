@@ -17,8 +17,9 @@ from arnn.errors import ConfigError, UserError, exit_with, invalid, one_line
 from arnn.preemption import quiet_sacct_polls, uses_submitit
 from arnn.results import RunResult
 from arnn.run_dir import run
-from arnn.storage import RunDirLock
+from arnn.storage import LOCK_FILE, RunDirLock, RunLogHandler, UnsafeRunDir, write_atomic
 
+log = logging.getLogger("arnn")
 GROUPS = ("model", "dataset", "optimizer", "preset", "sweep")
 
 
@@ -54,7 +55,8 @@ def _remove_if_only_hydra_files(run_dir: Path) -> None:
     takes away what Hydra wrote, and nothing else."""
     if not run_dir.is_dir():
         return
-    only_hydra = all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir())
+    only_hydra = all(p.name in (".hydra", LOCK_FILE) or p.suffix == ".log"
+                     for p in run_dir.iterdir())
     if only_hydra:
         logging.shutdown()
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -64,11 +66,9 @@ def _save_hydra_files(cfg: DictConfig, run_dir: Path) -> None:
     """What Hydra's run_job writes into .hydra/ (train.yaml sets hydra.output_subdir=null so that
     Hydra does not): written only once the run holds its directory and accepted the config."""
     hydra_cfg = HydraConfig.instance().cfg
-    out = run_dir / ".hydra"
-    out.mkdir(parents=True, exist_ok=True)
     for name, node in (("config.yaml", cfg), ("hydra.yaml", hydra_cfg),
                        ("overrides.yaml", hydra_cfg.hydra.overrides.task)):
-        (out / name).write_text(OmegaConf.to_yaml(node))
+        write_atomic(run_dir / ".hydra" / name, OmegaConf.to_yaml(node).encode())
 
 
 def _record_refused(cfg: DictConfig, run_dir: Path, error: ConfigError) -> None:
@@ -84,12 +84,26 @@ def _record_refused(cfg: DictConfig, run_dir: Path, error: ConfigError) -> None:
         RunResult.failed(names, error).write(run_dir)
 
 
+def _log_refusal(error: UserError) -> None:
+    """The refusal into the job log (train.log) only: the terminal gets it from exit_with."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "refused: %s",
+                            (one_line(error),), None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, RunLogHandler):
+            handler.handle(record)
+
+
 def _task(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
-        return run(cfg, run_dir, on_start=lambda: _save_hydra_files(cfg, run_dir))
+        try:
+            return run(cfg, run_dir, on_start=lambda: _save_hydra_files(cfg, run_dir))
+        except OSError as e:  # the file system said no (read-only, out of inodes, ...)
+            raise UserError(f"{e.filename or run_dir}: {e.strerror or e}") from e
     except UserError as e:
+        if not isinstance(e, UnsafeRunDir):
+            _log_refusal(e)
         if hydra_cfg.mode != RunMode.MULTIRUN:
             if isinstance(e, ConfigError):
                 _remove_if_only_hydra_files(run_dir)

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from arnn.errors import UserError, exit_with
+from arnn.bounded import load_yaml
+from arnn.errors import UserError, exit_with, one_line
 from arnn.grid import register_resolver
 from arnn.results import ResultsError, RunResult, Status, read_halving, steps_trained
 
@@ -49,6 +49,8 @@ HYPERPARAMETERS = {
     "seq_len": "dataset.seq_len",
     "seed": "seed",
 }
+MAX_CONFIG_BYTES = 1 << 20  # .hydra/config.yaml and multirun.yaml are a few kB
+MAX_JOBS = 1_000_000  # jobs one sweep directory may announce
 # A requeued job (stopped by SLURM's signal, waiting to resume) is counted as running.
 STATUS_ORDER = ("completed", "diverged", "failed", "running", "interrupted", "missing")
 CSV_COLUMNS = ["job", "status", "dataset", "model", *HYPERPARAMETERS, "rung", "steps",
@@ -96,14 +98,36 @@ def _select(cfg: dict[str, Any], dotted: str) -> Any:
     return node
 
 
+def _scalar(value: Any) -> Any:
+    """A setting as a table shows it: numbers, names and flags as they are, anything else (a
+    damaged record's lists or dicts) as short text."""
+    return value if isinstance(value, int | float | str | bool | type(None)) else repr(value)[:40]
+
+
+def _read_config(job_dir: Path) -> dict[str, Any]:
+    path = job_dir / ".hydra" / "config.yaml"
+    cfg = load_yaml(path, MAX_CONFIG_BYTES, ResultsError)
+    if not isinstance(cfg, dict | type(None)):
+        raise ResultsError(f"{path}: not a mapping of settings")
+    return cfg or {}
+
+
 def read_job(job_dir: Path) -> Job:
-    hydra_cfg = yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text()) or {}
-    try:
-        result = RunResult.read(job_dir)
-    except ResultsError as e:  # listed as failed, with the reason, never dropped
+    """One job; a job whose files are damaged is listed as failed, with the reason."""
+    problems: list[ResultsError] = []
+    result: RunResult | None = None
+    hydra_cfg: dict[str, Any] = {}
+    for read in (_read_config, RunResult.read):
+        try:
+            value = read(job_dir)
+        except ResultsError as e:
+            problems.append(e)
+            continue
+        hydra_cfg, result = (value, result) if isinstance(value, dict) else (hydra_cfg, value)
+    if problems:
         names = {g: {"name": str(_select(hydra_cfg, f"{g}.name"))}
                  for g in ("model", "dataset", "optimizer")}
-        result = RunResult.failed(names, e)
+        result = RunResult.failed(names, problems[0])
 
     def setting(path: str) -> Any:
         """From the run's resolved identity in results.json (exactly the settings it has);
@@ -111,23 +135,40 @@ def read_job(job_dir: Path) -> Job:
         value = _select(result.config, path) if result is not None else None
         if value is None:
             value = _select(hydra_cfg, path)
-        return None if isinstance(value, str) and "${" in value else value
+        return None if isinstance(value, str) and "${" in value else _scalar(value)
 
     hyper = {key: setting(path) for key, path in HYPERPARAMETERS.items()}
     model_settings = result.config.get("model") if result is not None else None
     if isinstance(model_settings, dict):  # a model's own settings beyond the usual ones
-        hyper.update({k: v for k, v in model_settings.items() if k != "name" and k not in hyper})
+        hyper.update({k: _scalar(v) for k, v in model_settings.items()
+                      if k != "name" and k not in hyper})
     if result is None:
         dataset, model = _select(hydra_cfg, "dataset.name"), _select(hydra_cfg, "model.name")
         status = "missing"
     else:
         dataset, model, status = result.dataset, result.model, str(result.status)
     status = "running" if status == Status.REQUEUED else status
-    return Job(job_dir, status, dataset, model, hyper, result)
+    return Job(job_dir, status, str(dataset), str(model), hyper, result)
+
+
+def _count(override: Any) -> int:
+    """How many values a sweep override has, without listing them (a range of 10^12 values
+    is one line of multirun.yaml)."""
+    from hydra.core.override_parser.types import ChoiceSweep, RangeSweep
+
+    if not override.is_sweep_override():
+        return 1
+    sweep = override.value()
+    if isinstance(sweep, RangeSweep):
+        return max(0, math.ceil((sweep.stop - sweep.start) / sweep.step))
+    if isinstance(sweep, ChoiceSweep):
+        return len(sweep.list)
+    return sum(1 for _ in itertools.islice(override.sweep_string_iterator(), MAX_JOBS + 1))
 
 
 def expected_jobs(sweep_dir: Path) -> int | None:
-    """How many jobs the sweep launched, from Hydra's multirun.yaml (None if unknown)."""
+    """How many jobs the sweep launched, from Hydra's multirun.yaml (None if unknown);
+    ResultsError for a multirun.yaml that is damaged or announces more than MAX_JOBS."""
     path = sweep_dir / "multirun.yaml"
     if not path.is_file():
         return None
@@ -135,36 +176,56 @@ def expected_jobs(sweep_dir: Path) -> int | None:
     from omegaconf import OmegaConf
 
     register_resolver()  # the sweep configs' resolver
-    cfg = OmegaConf.load(path)
-    node = cfg.hydra.sweeper.params
-    params = OmegaConf.to_container(node, resolve=True) if node else {}
-    args = [f"{k}={v}" for k, v in params.items()] + list(cfg.hydra.overrides.task or [])
-    grid: dict[str, int] = {}
-    for override in OverridesParser.create().parse_overrides(args):
-        values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [0]
-        grid[override.key_or_group] = len(values)  # a command-line value beats the sweep's
-    return math.prod(grid.values())
+    try:
+        cfg = OmegaConf.create(load_yaml(path, MAX_CONFIG_BYTES, ResultsError))
+        node = cfg.hydra.sweeper.params
+        params = OmegaConf.to_container(node, resolve=True) if node else {}
+        args = [f"{k}={v}" for k, v in params.items()] + list(cfg.hydra.overrides.task or [])
+        grid = {o.key_or_group: _count(o)  # a command-line value beats the sweep's
+                for o in OverridesParser.create().parse_overrides(args)}
+    except ResultsError:
+        raise
+    except Exception as e:  # noqa: BLE001 - OmegaConf and Hydra's parser raise many kinds
+        raise ResultsError(f"{path}: not a sweep Hydra wrote ({type(e).__name__}: {e})") from None
+    total = math.prod(grid.values())
+    if total > MAX_JOBS:
+        raise ResultsError(f"{path}: announces {total} jobs, more than the {MAX_JOBS} a sweep "
+                           "here can have")
+    return total
 
 
-def collect(sweep_dirs: list[Path]) -> tuple[list[Job], int]:
-    """All jobs under the sweep dirs, and how many launched jobs have no directory yet."""
-    jobs, missing = [], 0
-    for sweep_dir in sweep_dirs:
-        found = sorted(
-            (p.parent.parent for p in Path(sweep_dir).rglob(".hydra/config.yaml")),
+@dataclass
+class Collection:
+    jobs: list[Job]
+    missing: int  # launched jobs without a directory yet
+    halving: dict[Path, dict[str, Any]]  # the halving sweeps' records
+    notes: list[str]  # sweep files that could not be used, why
+
+
+def collect(sweep_dirs: list[Path]) -> Collection:
+    """All jobs under the sweep dirs. A damaged job is listed as failed; a damaged sweep file
+    (multirun.yaml, halving.json) becomes a note, and the jobs are reported without it."""
+    found = Collection([], 0, {}, [])
+    for sweep_dir in map(Path, sweep_dirs):
+        dirs = sorted(
+            (p.parent.parent for p in sweep_dir.rglob(".hydra/config.yaml")),
             key=lambda p: (len(p.parts), p.name.zfill(8), str(p)),
         )
-        found_jobs = [read_job(d) for d in found]
-        record = read_halving(Path(sweep_dir))
+        jobs = [read_job(d) for d in dirs]
+        try:
+            record, expected = read_halving(sweep_dir), expected_jobs(sweep_dir)
+        except ResultsError as e:
+            found.notes.append(one_line(e))
+            record, expected = None, None
         if record is not None:
+            found.halving[sweep_dir] = record
             rungs = {str(j): r for r, rung in enumerate(record["rungs"]) for j in rung["jobs"]}
-            for job in found_jobs:
+            for job in jobs:
                 job.rung = rungs.get(job.path.name)
-        jobs += found_jobs
-        expected = expected_jobs(Path(sweep_dir))
+        found.jobs += jobs
         if expected is not None:
-            missing += max(0, expected - len(found))
-    return jobs, missing
+            found.missing += max(0, expected - len(dirs))
+    return found
 
 
 def best_per_task(jobs: list[Job], metric: str) -> dict[tuple[str, str], Job]:
@@ -205,7 +266,7 @@ def _detail(result: RunResult | None) -> str:
     if result is None:
         return ""
     if result.error or result.divergence:
-        return f" ({result.error or result.divergence})"
+        return f" ({one_line(Exception(result.error or result.divergence))})"
     saved = f"step {result.steps} saved"
     if result.status == "requeued":
         return f" (requeued by SLURM, {result.requeues} time(s); {saved})"
@@ -221,7 +282,8 @@ def _hyper_text(job: Job) -> str:
 
 
 def markdown(jobs: list[Job], missing: int, metric: str,
-             halving: dict[Path, dict[str, Any]] | None = None) -> str:
+             halving: dict[Path, dict[str, Any]] | None = None,
+             notes: list[str] | None = None) -> str:
     best = best_per_task(jobs, metric)
     lines = [f"# Sweep results ({metric}, best job per task)", ""]
     for sweep_dir, record in (halving or {}).items():
@@ -263,6 +325,9 @@ def markdown(jobs: list[Job], missing: int, metric: str,
         lines.append("")
     if missing:
         lines.append(f"{missing} launched job(s) have no directory yet.")
+    if notes:
+        lines += ["", "Sweep files not used (the jobs above are reported without them):", ""]
+        lines += [f"- {note}" for note in notes]
     return "\n".join(lines)
 
 
@@ -407,17 +472,17 @@ def main(argv: list[str] | None = None) -> None:
         if not d.is_dir():
             parser.error(f"sweep dir {str(d)!r} does not exist")
     try:
-        jobs, missing = collect(args.sweep_dirs)
+        found = collect(args.sweep_dirs)
     except UserError as e:
         exit_with(e)
+    jobs, missing = found.jobs, found.missing
     if not jobs and not missing:
         parser.error("no jobs found (no .hydra/config.yaml under " +
                      ", ".join(map(str, args.sweep_dirs)) + ")")
     out = args.out or args.sweep_dirs[0]
     out.mkdir(parents=True, exist_ok=True)
     write_csv(jobs, out / "results.csv")
-    halving = {d: r for d in args.sweep_dirs if (r := read_halving(d)) is not None}  # read above
-    table = markdown(jobs, missing, args.metric, halving)
+    table = markdown(jobs, missing, args.metric, found.halving, found.notes)
     written = [out / "results.csv", out / "results.md", out / "results.png"]
     groups = length_groups(jobs, args.metric)
     if groups:  # jobs that differ in T: accuracy against the sequence length

@@ -146,6 +146,8 @@ def compose_config(
 
 # key -> (lower bound, bound excluded, integer): the ranges the types alone do not say.
 RANGES: dict[str, tuple[float, bool, bool]] = {
+    "seed": (0, False, True),
+    "dataset.num_classes": (2, False, True),
     "model.hidden_size": (1, False, True),
     "model.eps": (0, True, False),
     "model.gamma": (0, False, False),
@@ -215,6 +217,8 @@ def validate(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value is not None and value not in allowed:
             raise invalid(key, value, allowed)
+    if cfg.seed >= 1 << 32:  # numpy's seeds are 32-bit
+        raise invalid("seed", cfg.seed, "must be an integer in 0..4294967295")
     fraction = cfg.dataset.test_fraction
     if fraction is not None and not 0 < fraction < 1:
         raise invalid("dataset.test_fraction", fraction, "must be between 0 and 1")

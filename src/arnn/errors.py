@@ -27,9 +27,17 @@ def invalid(key: str, value: Any, allowed: str | Iterable[str]) -> ConfigError:
     return ConfigError(f"{key}={value!r} is invalid: {allowed}")
 
 
+MAX_LINE = 1000  # characters of an error line; a name or value quoted from a file may be huge
+
+
 def one_line(error: BaseException) -> str:
-    """An error's message on one line (texts quoted from files may hold newlines)."""
-    return " ".join(str(error).split())
+    """An error's message on one line, printable: texts quoted from files may hold newlines,
+    terminal escape sequences or megabytes."""
+    text = str(error)
+    cut = len(text) > MAX_LINE
+    text = " ".join(text[:MAX_LINE].split())
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text + (f"... ({len(str(error))} characters in all)" if cut else "")
 
 
 def exit_with(error: UserError) -> NoReturn:

@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from arnn.bounded import load_yaml
 from arnn.build import build
-from arnn.checkpoint import CHECKPOINT, load_checkpoint
+from arnn.checkpoint import CHECKPOINT, check_compatible, load_checkpoint, max_checkpoint_bytes
 from arnn.config import compose_config, register_configs
 from arnn.data import SequenceTask
+from arnn.errors import UserError, exit_with
 from arnn.figures import gradient_flow, plot_eigenvalues, plot_gradient_flow
 from arnn.stability import eigenvalues
 
@@ -30,7 +32,11 @@ def curves(configs: dict[str, tuple[DictConfig, Path | None]], batch: int,
         parts = build(cfg, tasks.get(key))
         task, model = tasks.setdefault(key, parts.task), parts.model
         if run_dir is not None:
-            model.load_state_dict(load_checkpoint(run_dir / CHECKPOINT)["model"])
+            path = run_dir / CHECKPOINT
+            limit = max_checkpoint_bytes(model, task.num_train, cfg.train.steps)
+            weights = load_checkpoint(path, limit)["model"]
+            check_compatible(path, weights, model)
+            model.load_state_dict(weights)
         x, y = next(task.test_batches(batch))
         flows[name] = gradient_flow(model, x, y)
         matrix = model.cell.recurrent_matrix()
@@ -58,11 +64,15 @@ def main(argv: list[str] | None = None) -> None:
     for model in filter(None, args.models.split(",")):
         cfg = compose_config([f"model={model}", f"dataset={args.dataset}", *args.set])
         configs[f"{model} (init)"] = (cfg, None)
-    for run_dir in args.run:
-        register_configs()
-        cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-        configs[f"{cfg.model.name} ({run_dir.name})"] = (cfg, run_dir)
-    results, spectra = curves(configs, args.batch, args.data_dir)
+    try:
+        for run_dir in args.run:
+            register_configs()
+            cfg = OmegaConf.create(load_yaml(run_dir / ".hydra" / "config.yaml", 1 << 20,
+                                             UserError))
+            configs[f"{cfg.model.name} ({run_dir.name})"] = (cfg, run_dir)
+        results, spectra = curves(configs, args.batch, args.data_dir)
+    except UserError as e:
+        exit_with(e)
     fig = plot_gradient_flow(results, f"gradient flow on {args.dataset}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)

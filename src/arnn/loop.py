@@ -17,7 +17,16 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from arnn.build import RunParts
-from arnn.checkpoint import CHECKPOINT, capture_rng, check_compatible, restore_rng, save_atomic
+from arnn.checkpoint import (
+    CHECKPOINT,
+    UNTOUCHED,
+    CheckpointError,
+    capture_rng,
+    check_compatible,
+    check_state,
+    restore_rng,
+    save_atomic,
+)
 from arnn.data import SequenceTask
 from arnn.figures import gradient_flow, plot_gradient_flow
 from arnn.models import SequenceClassifier, count_parameters
@@ -55,6 +64,17 @@ class StepWindow:
             self.buffer[:restored] = rows.to(device)
         self.start_step, self.examples = start_step - restored, examples
         self.started = time.perf_counter()
+
+    @classmethod
+    def restored(cls, size: int, device: torch.device, step: int, rows: Any, examples: Any
+                 ) -> StepWindow:
+        """The window a checkpoint saved; ValueError when it is not one a run of `size`
+        writes."""
+        if not (isinstance(rows, torch.Tensor) and rows.dtype == torch.float32
+                and rows.ndim == 2 and rows.shape[1] == 3 and len(rows) <= min(step, size)
+                and isinstance(examples, int) and examples >= 0):
+            raise ValueError("the logging window is not one this run writes")
+        return cls(size, device, step, rows, examples)
 
     def record(self, step: int, loss: torch.Tensor, grad_norm: torch.Tensor,
                correct: torch.Tensor, examples: int) -> None:
@@ -98,6 +118,42 @@ class StepWindow:
         }
 
 
+def _restore(path: Path, parts: RunParts, state: dict[str, Any], train: DictConfig
+             ) -> StepWindow:
+    """Weights, optimizer, sampler, task and RNG states from a checkpoint, and its logging
+    window; CheckpointError when any is not one this run can have written."""
+    check_state(path, state, train.steps)
+    check_compatible(path, state["model"], parts.model)
+    try:
+        parts.model.load_state_dict(state["model"])
+        parts.optimizer.load_state_dict(state["optimizer"])
+        _check_optimizer_state(parts.optimizer)
+        parts.sampler.load_state_dict(state["sampler"])
+        parts.task.load_state_dict(state["task"])
+        restore_rng(state["rng"])
+        return StepWindow.restored(train.log_every, parts.device, state["step"],
+                                   *state["window"])
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, OverflowError) as e:
+        raise CheckpointError(f"checkpoint {path} does not fit this run ({type(e).__name__}: "
+                              f"{e}); {UNTOUCHED}") from None
+
+
+def _check_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
+    """Every per-weight buffer (momentum, Adagrad's sum) has its weight's shape and dtype:
+    torch's load_state_dict accepts any, and training would fail or go wrong later."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for name, value in optimizer.state.get(param, {}).items():
+                if value is None or (name == "step" and isinstance(value, torch.Tensor)
+                                     and value.ndim == 0):
+                    continue  # no buffer yet; Adagrad's step counter
+                if not isinstance(value, torch.Tensor) or value.shape != param.shape or (
+                    value.dtype != param.dtype
+                ):
+                    raise ValueError(f"optimizer state {name} does not fit a weight of shape "
+                                     f"{tuple(param.shape)}")
+
+
 class Loop:
     """A run's training state (what a checkpoint restores) and the steps that change it."""
 
@@ -132,18 +188,13 @@ class Loop:
         }
 
     def load_state_dict(self, path: Path, state: dict[str, Any]) -> None:
-        check_compatible(path, state["model"], self.model)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.parts.sampler.load_state_dict(state["sampler"])
-        self.task.load_state_dict(state["task"])
-        restore_rng(state["rng"])
+        """Continue from a checkpoint's state; CheckpointError naming the file when the state
+        is not one this run can have written (the run is then refused, nothing written)."""
+        self.window = _restore(path, self.parts, state, self.cfg.train)
         self.step, self.best, self.last = state["step"], state["best"], state["last"]
         self.evaluations = state["evaluations"]
         self.wall_time_s, self._session_start = state["wall_time_s"], time.perf_counter()
         self.last_finite_loss = state["last_finite_loss"]
-        self.window = StepWindow(self.cfg.train.log_every, self.parts.device, self.step,
-                                 *state["window"])
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One optimiser step; returns the (detached) loss without reading it back."""

@@ -5,17 +5,23 @@ the sweeper read them through this module only."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+import math
+import os
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
+from arnn.bounded import load_json
 from arnn.errors import UserError
 from arnn.storage import write_atomic
 
 RESULTS_FILE = "results.json"
 HALVING_FILE = "halving.json"
-MAX_RECORD_BYTES = 64 << 20
+# results.json of a 50,000-step run evaluated every 500 steps is ~5 kB; halving.json of a
+# 1,000-configuration sweep ~300 kB.
+MAX_RECORD_BYTES = 4 << 20
 
 
 class Status(str, Enum):
@@ -97,30 +103,47 @@ class RunResult:
         try:
             status = Status(data.get("status"))
         except ValueError:
-            raise ResultsError(f"{path}: status {data.get('status')!r} is invalid: allowed: "
+            raise ResultsError(f"{path}: status {data.get('status')!r:.40} is invalid: allowed: "
                                + ", ".join(s.value for s in Status)) from None
-        for name, kind in (("config", dict), ("evaluations", list), ("steps", int)):
-            if name in data and not isinstance(data[name], kind):
-                raise ResultsError(f"{path}: {name} is {type(data[name]).__name__}, "
-                                   f"expected {kind.__name__}")
         missing = [k for k in ("model", "dataset", "optimizer") if k not in data]
         if missing:
             raise ResultsError(f"{path}: lacks {', '.join(missing)}")
-        known = {f.name for f in fields(cls)}
-        return cls(**{**{k: v for k, v in data.items() if k in known}, "status": status})
+        hints = get_type_hints(cls)
+        for name in data.keys() & hints.keys() - {"status"}:
+            if not _fits(data[name], hints[name]) or (
+                name in ("test_accuracy", "best_test_accuracy")
+                and data[name] is not None and not 0 <= data[name] <= 1
+            ) or (hints[name] is int and data[name] < 0):
+                raise ResultsError(f"{path}: {name} is {data[name]!r:.60}, which a run does "
+                                   f"not write ({_hint_text(hints[name])} expected)")
+        return cls(**{**{k: v for k, v in data.items() if k in hints}, "status": status})
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """`value`, read from JSON, is of the annotated type (numbers finite, bool not a number)."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (UnionType, Union):
+        return any(_fits(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint in (int, float):
+        number = isinstance(value, int) if hint is int else isinstance(value, int | float)
+        return number and not isinstance(value, bool) and math.isfinite(value)
+    if origin is list:
+        return isinstance(value, list) and all(_fits(v, args[0]) for v in value)
+    return isinstance(value, origin or hint)
+
+
+def _hint_text(hint: Any) -> str:
+    return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
 
 
 def _read_object(path: Path, what: str) -> dict[str, Any] | None:
     """The JSON object in `path`, None when there is no file; ResultsError when it cannot be
     read or is not an object (`what` names the record in the message)."""
-    if not path.exists():
+    if not os.path.lexists(path):
         return None
-    try:
-        with open(path, "rb") as f:
-            data = json.loads(f.read(MAX_RECORD_BYTES).decode())
-    except (OSError, ValueError) as e:
-        reason = e.strerror if isinstance(e, OSError) else f"not JSON: {e}"
-        raise ResultsError(f"{path} cannot be read ({reason}); move it away to go on") from None
+    data = load_json(path, MAX_RECORD_BYTES, ResultsError)
     if not isinstance(data, dict):
         raise ResultsError(f"{path} is not {what} (a JSON object was expected)")
     return data
@@ -129,7 +152,38 @@ def _read_object(path: Path, what: str) -> dict[str, Any] | None:
 # halving.json: {"version", "metric", "eta", "min_steps", "budgets": [int], "configs":
 # [[override, ...]], "rungs": [{"budget", "jobs": [int], "done", "outcomes": {job: {status,
 # metric, steps}}, "promoted": [int]}]}
-_HALVING_TYPES = {"metric": str, "eta": int, "budgets": list, "configs": list, "rungs": list}
+def _halving_problem(record: dict[str, Any]) -> str | None:
+    """What makes `record` not a halving.json the sweeper writes, or None."""
+    def ints(value: Any, low: int) -> bool:
+        return isinstance(value, list) and all(_fits(v, int) and v >= low for v in value)
+
+    if not isinstance(record.get("metric"), str) or not (_fits(record.get("eta"), int)
+                                                        and record["eta"] >= 2):
+        return "metric must be a name and eta an integer >= 2"
+    if not (ints(record.get("budgets"), 1) and record["budgets"]):
+        return f"budgets {record.get('budgets')!r:.60} must be integers >= 1"
+    configs = record.get("configs")
+    if not (isinstance(configs, list) and all(
+            isinstance(c, list) and all(isinstance(o, str) for o in c) for c in configs)):
+        return "configs must be lists of overrides"
+    rungs = record.get("rungs")
+    if not isinstance(rungs, list) or len(rungs) > len(record["budgets"]):
+        return "rungs must be a list, one per budget at most"
+    for rung in rungs:
+        if not (isinstance(rung, dict) and ints(rung.get("jobs"), 0)
+                and ints(rung.get("promoted", []), 0) and isinstance(rung.get("done", False), bool)
+                and all(int(j) < len(configs) for j in rung["jobs"] + rung.get("promoted", []))
+                and _outcomes_ok(rung.get("outcomes", {}), len(configs))):
+            return "a rung is not a record of jobs, outcomes and promotions of these configs"
+    return None
+
+
+def _outcomes_ok(outcomes: Any, jobs: int) -> bool:
+    return isinstance(outcomes, dict) and all(
+        job.isdigit() and int(job) < jobs and isinstance(o, dict)
+        and isinstance(o.get("status"), str) and _fits(o.get("metric"), float | None)
+        and _fits(o.get("steps"), int) and o["steps"] >= 0
+        for job, o in outcomes.items())
 
 
 def read_halving(sweep_dir: Path) -> dict[str, Any] | None:
@@ -138,17 +192,9 @@ def read_halving(sweep_dir: Path) -> dict[str, Any] | None:
     record = _read_object(path, "a halving sweep's record")
     if record is None:
         return None
-    for key, kind in _HALVING_TYPES.items():
-        if not isinstance(record.get(key), kind):
-            raise ResultsError(f"{path}: {key} is {type(record.get(key)).__name__}, "
-                               f"expected {kind.__name__}")
-    budgets = record["budgets"]
-    if not budgets or not all(isinstance(b, int) and b >= 1 for b in budgets):
-        raise ResultsError(f"{path}: budgets {budgets!r} must be integers >= 1")
-    for rung in record["rungs"]:
-        if not (isinstance(rung, dict) and isinstance(rung.get("jobs"), list)
-                and isinstance(rung.get("outcomes", {}), dict)):
-            raise ResultsError(f"{path}: a rung is not a record of jobs and outcomes")
+    problem = _halving_problem(record)
+    if problem is not None:
+        raise ResultsError(f"{path}: not a halving sweep's record: {problem}")
     return record
 
 

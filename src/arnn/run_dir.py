@@ -17,16 +17,16 @@ from typing import Any
 from omegaconf import DictConfig
 
 from arnn.build import build
-from arnn.checkpoint import CHECKPOINT, load_checkpoint
+from arnn.checkpoint import CHECKPOINT, load_checkpoint, max_checkpoint_bytes
 from arnn.config import validate
-from arnn.errors import ConfigError, invalid
+from arnn.errors import ConfigError, UserError, invalid
 from arnn.identity import check_same_run, fingerprint
 from arnn.loop import Hook, Loop
 from arnn.monitor import Monitor, hparams_of
 from arnn.preemption import SignalCatcher, hand_over
 from arnn.results import RESULTS_FILE, RunResult, Status
 from arnn.stability import stability_warning
-from arnn.storage import RunDirLock, WriteError
+from arnn.storage import RunDirLock, check_run_dir, remove_stale_temporaries
 
 log = logging.getLogger("arnn")
 
@@ -80,19 +80,16 @@ def plan(previous: RunResult | None, has_checkpoint: bool, steps: int, resume: s
 
 
 @contextmanager
-def failures_recorded(run_dir: Path, identity: dict[str, Any],
-                      loop: Callable[[], Loop | None] = lambda: None) -> Iterator[None]:
-    """Any exception inside leaves results.json `failed` with the error (the loop's state when
-    there is one), when it can still be written, and goes on."""
+def failures_recorded(run_dir: Path, failed: Callable[[BaseException], RunResult]
+                      ) -> Iterator[None]:
+    """Any exception inside leaves results.json `failed(error)`, when it can still be written,
+    and goes on."""
     try:
         yield
     except (Exception, KeyboardInterrupt) as e:
-        current = loop()
-        failed = (RunResult.failed(identity, e) if current is None
-                  else current.result(Status.FAILED, f"{type(e).__name__}: {e}"))
         try:
-            failed.write(run_dir)
-        except WriteError as write_error:
+            failed(e).write(run_dir)
+        except UserError as write_error:
             log.error("%s", write_error)
         raise
 
@@ -103,20 +100,26 @@ def run(cfg: DictConfig, run_dir: str | Path, on_start: Callable[[], None] | Non
     sweep objective; 0.0 when there was no evaluation).
 
     Bad values raise ConfigError before anything is written. The run holds the directory's lock
-    while it works: a second process on it raises RunDirBusy and changes nothing. `on_start` is
-    called once the run owns the directory and its config is accepted, before anything else is
-    written there (the Hydra entry writes .hydra/ then). `hooks` are called after every step.
+    while it works: a second process on it raises RunDirBusy and changes nothing. It then reads
+    and checks everything it needs (record, dataset, checkpoint) before it takes the directory
+    over: `on_start` (the Hydra entry writes .hydra/ then), the `running` record. A run refused
+    before that leaves an existing record and checkpoint byte for byte as they were; in a new
+    directory it records the failure so that a sweep lists the job. `hooks` are called after
+    every step.
     """
     validate(cfg)
     run_dir = Path(run_dir)
+    check_run_dir(run_dir)
     if cfg.train.resume == "must" and not (run_dir / CHECKPOINT).is_file():
         raise ConfigError(f"train.resume='must' but there is no checkpoint at "
                           f"{run_dir / CHECKPOINT}")
     with RunDirLock(run_dir):
-        return _run_locked(cfg, run_dir, on_start, hooks)
+        for tmp in remove_stale_temporaries(run_dir):
+            log.info("removed %s, left by a write that was killed", tmp)
+        return _run_locked(cfg, run_dir, on_start or (lambda: None), hooks)
 
 
-def _run_locked(cfg: DictConfig, run_dir: Path, on_start: Callable[[], None] | None,
+def _run_locked(cfg: DictConfig, run_dir: Path, on_start: Callable[[], None],
                 hooks: Iterable[Hook]) -> float:
     identity = fingerprint(cfg)
     previous = RunResult.read(run_dir)
@@ -131,25 +134,42 @@ def _run_locked(cfg: DictConfig, run_dir: Path, on_start: Callable[[], None] | N
         return previous.best_test_accuracy or 0.0
     if isinstance(todo, Extend):
         log.info("%s: extending from %d to %d steps", run_dir, todo.from_steps, cfg.train.steps)
-    loop: Loop | None = None
-    with failures_recorded(run_dir, identity, lambda: loop):
-        state = None
-        if isinstance(todo, Resume | Extend):
-            state = load_checkpoint(run_dir / CHECKPOINT)
-            check_same_run(run_dir / CHECKPOINT, state.get("fingerprint", {}), identity)
-        if on_start is not None:
-            on_start()
-        loop = Loop(build(cfg), cfg, identity,
-                    requeues=previous.requeues if previous is not None else 0, hooks=hooks)
-        _report_stability(loop, cfg)
-        if state is not None:
-            loop.load_state_dict(run_dir / CHECKPOINT, state)
-            log.info("resumed from %s at step %d", run_dir / CHECKPOINT, loop.step)
+    try:
+        loop = _prepare(cfg, run_dir, todo, identity, previous, hooks)
+    except (Exception, KeyboardInterrupt) as e:
+        # A new directory keeps the failure for sweeps to list (a bad value: the entry does).
+        if previous is None and not isinstance(e, ConfigError):
+            try:
+                on_start()
+                RunResult.failed(identity, e).write(run_dir)
+            except UserError as write_error:
+                log.error("%s", write_error)
+        raise
+    on_start()
+    with failures_recorded(run_dir, lambda e: loop.result(Status.FAILED,
+                                                          f"{type(e).__name__}: {e}")):
         loop.result(Status.RUNNING).write(run_dir)
         result = _fit(loop, cfg, run_dir)
     result.write(run_dir)
     _report_end(result)
     return result.best_test_accuracy or 0.0
+
+
+def _prepare(cfg: DictConfig, run_dir: Path, todo: Plan, identity: dict[str, Any],
+             previous: RunResult | None, hooks: Iterable[Hook]) -> Loop:
+    """The loop, built (the dataset read) and, to continue, restored from the checkpoint;
+    reads only."""
+    loop = Loop(build(cfg), cfg, identity,
+                requeues=previous.requeues if previous is not None else 0, hooks=hooks)
+    _report_stability(loop, cfg)
+    if isinstance(todo, Resume | Extend):
+        path = run_dir / CHECKPOINT
+        state = load_checkpoint(path, max_checkpoint_bytes(loop.model, loop.task.num_train,
+                                                           cfg.train.steps))
+        check_same_run(path, state.get("fingerprint", {}), identity)
+        loop.load_state_dict(path, state)
+        log.info("resumed from %s at step %d", path, loop.step)
+    return loop
 
 
 def _report_stability(loop: Loop, cfg: DictConfig) -> None:

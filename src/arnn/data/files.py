@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from arnn.bounded import open_regular, read_regular
 from arnn.errors import UserError
 
 
@@ -52,12 +53,20 @@ def _read_up_to(f: Any, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def read_idx(path: Path, ndim: int) -> np.ndarray:
-    """An IDX file of unsigned bytes with `ndim` dimensions (plain or gzip)."""
+# The largest split of the IDX datasets read here (MNIST's and Fashion-MNIST's training split),
+# and the largest file it makes (60,000 images of 28 x 28 bytes and the header).
+MAX_IDX_COUNT = 60_000
+IDX_MAX_BYTES = MAX_IDX_COUNT * 28 * 28 + 16
+
+
+def read_idx(path: Path, ndim: int, item_shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """An IDX file of unsigned bytes with `ndim` dimensions (plain or gzip), of 1 to
+    MAX_IDX_COUNT items of `item_shape` (when given). The header is checked before the body is
+    read, and no more than it announces is read or decompressed."""
     header_size = 4 + 4 * ndim
     try:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rb") as f:
+        raw = open_regular(path, IDX_MAX_BYTES, DataError)
+        with gzip.GzipFile(fileobj=raw) if path.suffix == ".gz" else raw as f, raw:
             header = _read_up_to(f, header_size)
             if len(header) < 4 or header[:3] != bytes((0, 0, IDX_UBYTE)) or header[3] != ndim:
                 raise DataError(
@@ -69,6 +78,7 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
             shape = tuple(
                 int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)
             )
+            _check_idx_shape(path, shape, item_shape)
             expected = header_size + int(np.prod(shape, dtype=object))
             # One byte more than the header announces tells a too-long file from a right one.
             body = _read_up_to(f, expected - header_size + 1)
@@ -81,6 +91,15 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
             f"({expected} bytes expected; truncated or corrupt)"
         )
     return np.frombuffer(body, dtype=np.uint8).reshape(shape).copy()
+
+
+def _check_idx_shape(path: Path, shape: tuple[int, ...], item_shape: tuple[int, ...] | None
+                     ) -> None:
+    if not 1 <= shape[0] <= MAX_IDX_COUNT:
+        raise DataError(f"{path}: its header announces {shape[0]} items; a split of these "
+                        f"datasets holds 1 to {MAX_IDX_COUNT}")
+    if item_shape is not None and shape[1:] != item_shape:
+        raise DataError(f"{path}: items are {shape[1:]}, expected {item_shape}")
 
 
 def _find(folder: Path, name: str) -> Path | None:
@@ -106,12 +125,8 @@ def load_idx_dataset(files: dict[str, Path], image_shape: tuple[int, int]) -> di
     """Images (N, H, W) uint8 and labels (N,) int64 of both splits, checked for consistency."""
     out: dict[str, np.ndarray] = {}
     for split in ("train", "test"):
-        images = read_idx(files[f"{split}_images"], 3)
+        images = read_idx(files[f"{split}_images"], 3, image_shape)
         labels = read_idx(files[f"{split}_labels"], 1)
-        if images.shape[1:] != image_shape:
-            raise DataError(
-                f"{files[f'{split}_images']}: images are {images.shape[1:]}, expected {image_shape}"
-            )
         if len(images) != len(labels):
             raise DataError(
                 f"{files[f'{split}_labels']}: {len(labels)} labels for {len(images)} images "
@@ -123,99 +138,183 @@ def load_idx_dataset(files: dict[str, Path], image_shape: tuple[int, int]) -> di
     return out
 
 
-# A real batch is 30.7 MB; a larger file is refused before it is read.
-CIFAR_BATCH_MAX_BYTES = 64 << 20
+CIFAR_BATCH_MAX_IMAGES = 10_000  # a real batch holds exactly this many
+# A real batch is 30.9 MB (the images, 10,000 labels and file names); written by Python 3 with
+# protocol 2 (as make_cifar10.py does) its bytes are latin-1 text in UTF-8, up to twice that.
+# Anything larger is refused before it is read.
+CIFAR_BATCH_MAX_BYTES = 2 * CIFAR_BATCH_MAX_IMAGES * 3072 + (2 << 20)
+# A real batch takes at most ~90,000 pickle operations and ~30,000 memo entries (Python 3's
+# protocol 2: three per file name); twice that and more is refused.
+MAX_PICKLE_OPS, MAX_PICKLE_MEMO = 200_000, 60_000
+# Integer dtypes an array in a batch may have (the images are u1; labels are usually a list).
+_INT_DTYPES = {"u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8"}
 
 
-class _RefusedGlobal(Exception):
+class _Refused(Exception):
     pass
 
 
-def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
-    """numpy's array reconstruction as a pickle starts it: an empty plain ndarray whose contents
-    the next opcode fills in (and numpy checks against the shape)."""
-    if subtype is not np.ndarray or shape != (0,) or dtype not in (b"b", "b"):
-        raise _RefusedGlobal(
-            f"numpy array reconstruction of {subtype!r} with {shape!r}, {dtype!r}"
-        )
-    return np._core.multiarray._reconstruct(np.ndarray, (0,), b"b")
+# `numpy.ndarray` as a pickle names it: only ever the first argument of _reconstruct. Never the
+# class itself, which, called with a buffer and strides, makes views of memory it does not own.
+_NDARRAY = object()
 
 
-def _frombuffer(buffer: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
-    """numpy's protocol-5 array reconstruction: a view of bytes already read from the file."""
-    if not isinstance(buffer, (bytes, bytearray, pickle.PickleBuffer)) or order not in "CF":
-        raise _RefusedGlobal(f"numpy frombuffer of {type(buffer).__name__}, order {order!r}")
-    return np.frombuffer(buffer, dtype=_plain_dtype(dtype)).reshape(shape, order=order)
+class _Dtype:
+    """Stands for `numpy.dtype(name)` while the pickle is read: numpy never sees the pickle's
+    arguments or state (a crafted dtype state is how a 200-byte file crashes numpy)."""
+
+    def __init__(self, name: Any, align: Any = False, copy: Any = True) -> None:
+        if not isinstance(name, str) or name not in _INT_DTYPES:
+            raise _Refused(f"numpy dtype {name!r} (a batch holds integer arrays only)")
+        self.name, self.order = name, "|"
+
+    def __setstate__(self, state: Any) -> None:
+        plain = isinstance(state, tuple) and len(state) == 8 and state[0] in (3, 4) and (
+            state[1] in ("|", "<", ">", "=") and state[2:] == (None, None, None, -1, -1, 0))
+        if not plain:
+            raise _Refused(f"numpy dtype state {state!r:.80}")
+        self.order = state[1]
+
+    def real(self) -> np.dtype:
+        return np.dtype(self.name).newbyteorder(self.order if self.order != "|" else "=")
 
 
-def _plain_dtype(*args: Any) -> np.dtype:
-    dtype = np.dtype(*args)
-    if dtype.hasobject:
-        raise _RefusedGlobal(f"numpy dtype {dtype} (holds Python objects)")
-    return dtype
+class _Array:
+    """Stands for a numpy array while the pickle is read; made real by `real()` only after its
+    shape, dtype and bytes agree exactly (no views, no strides, no sizes the bytes lack)."""
+
+    shape: Any = None
+    dtype: Any = None
+    raw: Any = None
+    fortran: Any = False
+
+    def __setstate__(self, state: Any) -> None:
+        if not (isinstance(state, tuple) and len(state) == 5):
+            raise _Refused("numpy array state of an unknown layout")
+        _, self.shape, self.dtype, self.fortran, self.raw = state
+
+    def real(self, what: str) -> np.ndarray:
+        shape, dtype, raw = self.shape, self.dtype, self.raw
+        ok_shape = isinstance(shape, tuple) and len(shape) <= 2 and all(
+            isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 1 << 24 for n in shape)
+        if not (ok_shape and isinstance(dtype, _Dtype) and isinstance(raw, bytes | bytearray)
+                and isinstance(self.fortran, bool)):
+            raise _Refused(f"{what}: an array that is not a plain integer array")
+        dt = dtype.real()
+        if len(raw) != int(np.prod(shape, dtype=np.int64)) * dt.itemsize:
+            raise _Refused(f"{what}: an array of shape {shape} {dt} with {len(raw)} bytes")
+        order = "F" if self.fortran else "C"
+        return np.frombuffer(bytes(raw), dtype=dt).reshape(shape, order=order).astype(
+            dt.newbyteorder("="), order="C")
 
 
-def _latin1(text: Any, encoding: Any = "latin1") -> bytes:
-    """How protocol-2 pickles written by Python 3 store bytes: _codecs.encode(str, 'latin1')."""
-    if not isinstance(text, str) or encoding != "latin1":
-        raise _RefusedGlobal(f"_codecs.encode with {type(text).__name__}, {encoding!r}")
-    return text.encode("latin1")
+class _CifarUnpickler(pickle._Unpickler):  # the Python one: operations and memo can be bounded
+    """Knows exactly the globals a real batch uses (numpy's array reconstruction, spelt as
+    numpy 1 and 2 and protocol 5 spell it, numpy's dtype, and the bytes encoding of Python 3's
+    protocol-2 pickles), each replaced by a stand-in that checks its arguments; counts
+    operations and memo entries, and the bytes that `_codecs.encode` makes."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(io.BytesIO(data), encoding="bytes")
+        self.memo = _BoundedMemo()
+        self.ops, self.encoded, self.budget = 0, 0, len(data)
+
+    def find_class(self, module: str, name: str) -> Any:
+        known = {"_reconstruct": self._reconstruct, "_frombuffer": self._frombuffer,
+                 "ndarray": _NDARRAY, "dtype": _Dtype, "encode": self._latin1}
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise _Refused(f"{module}.{name}")
+        return known[name]
+
+    @staticmethod
+    def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> _Array:
+        if subtype is not _NDARRAY or shape != (0,) or dtype not in (b"b", "b"):
+            raise _Refused(f"numpy array reconstruction of {subtype!r:.40} with {shape!r:.40}")
+        return _Array()
+
+    @staticmethod
+    def _frombuffer(buffer: Any, dtype: Any, shape: Any, order: Any) -> _Array:
+        array = _Array()
+        raw = bytes(buffer) if isinstance(buffer, pickle.PickleBuffer) else buffer
+        array.__setstate__((1, shape, dtype, order == "F", raw))
+        return array
+
+    def _latin1(self, text: Any, encoding: Any = "latin1") -> bytes:
+        if not isinstance(text, str) or encoding != "latin1":
+            raise _Refused(f"_codecs.encode with {type(text).__name__}, {encoding!r:.20}")
+        self.encoded += len(text)
+        if self.encoded > self.budget:  # a shared string encoded again and again
+            raise _Refused("more bytes encoded than the file holds")
+        return text.encode("latin1")
 
 
-# Exactly the globals a real batch uses: numpy's array reconstruction (numpy 1 and 2 spell its
-# module differently; protocol 5 uses frombuffer) and dtype, and the bytes encoding of Python 3
-# protocol-2 pickles. Each is wrapped to accept only the arguments a batch gives it.
-_CIFAR_GLOBALS: dict[tuple[str, str], Any] = {
-    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy.core.numeric", "_frombuffer"): _frombuffer,
-    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): _plain_dtype,
-    ("_codecs", "encode"): _latin1,
+def _counted(operation: Callable[[Any], None]) -> Callable[[Any], None]:
+    def run(self: _CifarUnpickler) -> None:
+        self.ops += 1
+        if self.ops > MAX_PICKLE_OPS:
+            raise _Refused(f"more than {MAX_PICKLE_OPS} pickle operations")
+        operation(self)
+    return run
+
+
+_CifarUnpickler.dispatch = {code: _counted(op) for code, op in _CifarUnpickler.dispatch.items()}
+
+
+class _BoundedMemo(dict):
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if len(self) >= MAX_PICKLE_MEMO and key not in self:
+            raise _Refused(f"more than {MAX_PICKLE_MEMO} pickle memo entries")
+        super().__setitem__(key, value)
+
+
+_CIFAR_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
 }
 
 
-class _CifarUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return _CIFAR_GLOBALS[(module, name)]
-        except KeyError:
-            raise _RefusedGlobal(f"{module}.{name}") from None
+def _labels(value: Any, count: int) -> np.ndarray:
+    """A list of `count` Python ints in 0..9 (or an integer array of them)."""
+    if isinstance(value, _Array):
+        labels = value.real("labels")
+    elif isinstance(value, list) and all(type(v) is int for v in value):
+        if any(not 0 <= v <= 9 for v in value):
+            raise _Refused("labels outside 0..9")
+        labels = np.array(value, dtype=np.int64)
+    else:
+        raise _Refused("labels that are not a list of integers")
+    if labels.shape != (count,) or (count and not 0 <= labels.min() <= labels.max() <= 9):
+        raise _Refused(f"labels {labels.shape} in 0..9 expected for {count} images")
+    return labels.astype(np.int64)
 
 
 def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One CIFAR-10 pickle batch: images (N, 32, 32, 3) uint8 (height, width, channel) and
-    labels (N,) int64. Read through an unpickler that refuses every global a real batch does not
-    use, so nothing from the file runs."""
+    labels (N,) int64, N <= 10,000. Read through an unpickler that refuses every global a real
+    batch does not use, so nothing from the file runs, and whose arrays are built by this
+    function from exactly the bytes the file holds."""
+    raw = read_regular(path, CIFAR_BATCH_MAX_BYTES, DataError)
     try:
-        with open(path, "rb") as f:
-            raw = _read_up_to(f, CIFAR_BATCH_MAX_BYTES + 1)
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
-    if len(raw) > CIFAR_BATCH_MAX_BYTES:
-        raise DataError(
-            f"{path}: larger than {CIFAR_BATCH_MAX_BYTES >> 20} MB; a CIFAR-10 batch is 31 MB"
-        )
-    try:
-        batch = _CifarUnpickler(io.BytesIO(raw), encoding="bytes").load()
-    except _RefusedGlobal as e:
-        raise DataError(
-            f"{path}: refused: the pickle asks for {e}, which a CIFAR-10 batch does not use; "
-            "nothing from it was run"
-        ) from None
+        batch = _CifarUnpickler(raw).load()
+        if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+            raise _Refused("no b'data' and b'labels' (not a CIFAR-10 batch)")
+        data = batch[b"data"]
+        data = data.real("data") if isinstance(data, _Array) else None
+        if data is None or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+            raise _Refused("data that is not uint8 (N, 3072)")
+        if len(data) > CIFAR_BATCH_MAX_IMAGES:
+            raise _Refused(f"{len(data)} images; a batch holds at most {CIFAR_BATCH_MAX_IMAGES}")
+        labels = _labels(batch[b"labels"], len(data))
+    except _Refused as e:
+        raise DataError(f"{path}: refused: the pickle holds {e}, which a CIFAR-10 batch does not; "
+                        "nothing from it was run") from None
     except Exception as e:  # noqa: BLE001 - pickle raises many kinds on bad input
         raise DataError(
             f"{path}: not a readable CIFAR-10 pickle batch ({type(e).__name__}: {e})"
         ) from None
-    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
-        raise DataError(f"{path}: not a CIFAR-10 batch (needs the keys b'data' and b'labels')")
-    data = np.asarray(batch[b"data"])
-    labels = np.asarray(batch[b"labels"], dtype=np.int64)
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        raise DataError(f"{path}: data is {data.dtype} {data.shape}, expected uint8 (N, 3072)")
-    if len(labels) != len(data) or (labels.size and (labels.min() < 0 or labels.max() > 9)):
-        raise DataError(f"{path}: {len(labels)} labels in 0..9 expected for {len(data)} images")
     # Stored channel-major (1024 R, 1024 G, 1024 B); turn into (N, H, W, C).
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 

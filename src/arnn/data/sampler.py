@@ -37,6 +37,14 @@ class EpochSampler:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Raises ValueError for a state that is not a walk through this training set."""
+        order, position = state["order"], state["position"]
+        if not (isinstance(order, Tensor) and order.dtype == torch.int64
+                and order.shape == (self.n,)
+                and torch.equal(order.sort().values, torch.arange(self.n))):
+            raise ValueError(f"the sampler's order is not a permutation of the {self.n} "
+                             "training examples")
+        if not (isinstance(position, int) and 0 <= position <= self.n):
+            raise ValueError(f"the sampler's position {position!r} is outside 0..{self.n}")
         self.generator.set_state(state["generator"])
-        self.order = state["order"].to(self.device)
-        self.position = state["position"]
+        self.order, self.position = order.to(self.device), position

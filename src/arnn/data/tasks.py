@@ -33,6 +33,7 @@ from arnn.data.files import (
     load_idx_dataset,
 )
 from arnn.errors import invalid
+from arnn.storage import write_atomic
 
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian's package
 
@@ -122,7 +123,7 @@ class SequenceTask:
         """Write what a run's result depends on (the pMNIST permutation) into the run dir."""
         if self.permutation is not None:
             perm = self.permutation.cpu().tolist()
-            (run_dir / "permutation.json").write_text(json.dumps(perm))
+            write_atomic(run_dir / "permutation.json", json.dumps(perm).encode())
 
 
 def _limit(split: tuple[np.ndarray, np.ndarray], limit: int | None) -> tuple[np.ndarray, ...]:
@@ -249,6 +250,10 @@ def build_task(cfg: DictConfig, data_dir: str | Path, device: torch.device) -> S
     if noise_steps < 0:
         raise invalid("dataset.seq_len", cfg.seq_len,
                       f"{cfg.name} needs at least its {steps} image rows")
+    top = max(int(labels.max()) for labels in (train[1], test[1]) if len(labels))
+    if top >= cfg.num_classes:
+        raise invalid("dataset.num_classes", cfg.num_classes,
+                      f"the labels of {cfg.name} go up to {top}; it needs at least {top + 1}")
     if steps + noise_steps != cfg.seq_len or step_size != cfg.input_size:
         raise DataError(
             f"dataset {cfg.name}: the files give {steps} steps of {step_size} values but the "

@@ -1,0 +1,278 @@
+"""What a run writes: only inside its own directory and never through a link, with one file
+mode, no temporary file left behind; and a run refused for a damaged input leaves every record
+it found as it was, byte for byte."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from arnn import storage
+from arnn.checkpoint import CHECKPOINT
+from arnn.errors import UserError, one_line
+from arnn.results import RunResult
+from arnn.run_dir import run
+from arnn.storage import LOCK_FILE, RunDirLock, RunLogHandler, UnsafeRunDir, WriteError
+from tests.fixtures import ROOT, SMALL, compose_cfg, run_cli, write_cifar10
+from tests.fuzz import in_child
+
+ARGS = (*SMALL, "train.steps=2")
+PMNIST = ("dataset=pmnist", "dataset.train_limit=64", "dataset.test_limit=50")
+
+
+def _one_line(proc: subprocess.CompletedProcess, *named: object) -> str:
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
+    for name in named:
+        assert str(name) in lines[0], lines[0]
+    return lines[0]
+
+
+def _files(root: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.is_symlink() and p.name != LOCK_FILE}
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory, mnist_dir) -> dict[Path, bool]:
+    """Every file and folder (True) a pMNIST run writes (it writes permutation.json too),
+    relative to its run directory."""
+    run_dir = tmp_path_factory.mktemp("walk") / "run"
+    proc = run_cli(*ARGS, *PMNIST, f"data_dir={mnist_dir}", f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {p.relative_to(run_dir): p.is_dir() for p in sorted(run_dir.rglob("*"))}
+
+
+def test_the_walk_covers_every_kind_of_file(written):
+    names = {str(p) for p in written}
+    assert {LOCK_FILE, ".hydra", ".hydra/config.yaml", ".hydra/hydra.yaml",
+            ".hydra/overrides.yaml", "checkpoints", str(CHECKPOINT), "results.json",
+            "train.log", "permutation.json"} <= names
+    assert any(n.startswith("events.out.tfevents") for n in names)
+
+
+def test_a_link_in_place_of_any_file_a_run_writes_is_refused(tmp_path, written):
+    """For each path a run writes, a run directory where that path is a link to a file or
+    folder outside: refused in one line naming the link, the target untouched."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "file").write_text("precious\n")
+    for k, (relative, is_dir) in enumerate(written.items()):
+        run_dir = tmp_path / f"run{k}"
+        link = run_dir / relative
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(outside if is_dir else outside / "file")
+        with pytest.raises(UnsafeRunDir, match="is a symbolic link") as info:
+            run(compose_cfg(*ARGS, *PMNIST), run_dir)
+        assert str(link) in str(info.value) and "\n" not in str(info.value)
+        assert sorted(outside.iterdir()) == [outside / "file"]
+        assert (outside / "file").read_text() == "precious\n"
+
+
+def test_a_linked_lock_from_the_command_line(tmp_path):
+    """The reproduction of the issue: `ln -s /some/file run/.arnn.lock`, then a run."""
+    target, run_dir = tmp_path / "some-file", tmp_path / "run"
+    target.write_text("precious\n")
+    run_dir.mkdir()
+    (run_dir / LOCK_FILE).symlink_to(target)
+    _one_line(run_cli(*ARGS, f"hydra.run.dir={run_dir}"), run_dir / LOCK_FILE)
+    assert target.read_text() == "precious\n"
+
+
+def test_a_linked_job_log_from_the_command_line(tmp_path):
+    """train.log is opened by Hydra's logging before the run starts: never through a link."""
+    target, run_dir = tmp_path / "some-file", tmp_path / "run"
+    target.write_text("precious\n")
+    run_dir.mkdir()
+    (run_dir / "train.log").symlink_to(target)
+    _one_line(run_cli(*ARGS, f"hydra.run.dir={run_dir}"), run_dir / "train.log")
+    assert target.read_text() == "precious\n"
+
+
+def test_the_lock_and_the_log_never_open_through_a_link(tmp_path):
+    """Beyond the check at the start: a link planted after it is still not followed."""
+    target = tmp_path / "some-file"
+    target.write_text("precious\n")
+    (tmp_path / LOCK_FILE).symlink_to(target)
+    with pytest.raises(UnsafeRunDir, match="is a symbolic link"):
+        RunDirLock(tmp_path).__enter__()
+    handler = RunLogHandler(str(tmp_path / "train.log"))
+    (tmp_path / "train.log").symlink_to(target)
+    handler.emit(logging.makeLogRecord({"msg": "a line"}))
+    handler.close()
+    assert target.read_text() == "precious\n"
+
+
+def test_a_run_directory_that_is_a_link_is_allowed(tmp_path):
+    """Linking a whole run directory to scratch space is how clusters are used."""
+    (tmp_path / "scratch").mkdir()
+    (tmp_path / "run").symlink_to(tmp_path / "scratch")
+    run(compose_cfg(*ARGS), tmp_path / "run")
+    assert RunResult.read(tmp_path / "scratch").status == "completed"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_every_file_of_a_run_has_one_mode(tmp_path, umask, mnist_dir):
+    cfg = compose_cfg(*ARGS, *PMNIST, f"data_dir={mnist_dir}")
+
+    def train() -> None:
+        os.umask(umask)
+        run(cfg, tmp_path / "run")
+
+    assert in_child(train).code == 0
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "run").rglob("*")
+             if p.is_file()}
+    assert set(modes.values()) == {0o666 & ~umask}, modes
+
+
+def test_a_kill_during_a_checkpoint_write_leaves_no_temporary_file_after_the_resume(tmp_path):
+    """The child is killed (SIGKILL) between writing a checkpoint's temporary file and the
+    rename; the run that resumes the directory removes what it left."""
+    def killed_while_writing() -> None:
+        real, calls = os.replace, []
+
+        def replace(src, dst):
+            if str(dst).endswith("last.pt"):
+                calls.append(dst)
+                if len(calls) == 2:  # the checkpoint at step 4: its temporary file is written
+                    os.kill(os.getpid(), signal.SIGKILL)
+            return real(src, dst)
+
+        storage.os.replace = replace
+        run(compose_cfg(*SMALL, "train.steps=6", "train.checkpoint_every=2"), tmp_path / "run")
+
+    outcome = in_child(killed_while_writing)
+    assert outcome.signal == signal.SIGKILL
+    left = list((tmp_path / "run").rglob("*.tmp"))
+    assert [p.name.startswith(".last.pt.") for p in left] == [True]
+    run(compose_cfg(*SMALL, "train.steps=6", "train.checkpoint_every=2"), tmp_path / "run")
+    assert not list((tmp_path / "run").rglob("*.tmp"))
+    assert RunResult.read(tmp_path / "run").status == "completed"
+
+
+# --- a refused run leaves the finished record as it was ---------------------------------------
+
+def test_a_truncated_checkpoint_under_a_completed_run(tmp_path):
+    """The issue's reproduction: extend a completed digits run whose last.pt is truncated."""
+    run_dir = tmp_path / "run"
+    assert run_cli(*SMALL, "train.steps=20", f"hydra.run.dir={run_dir}").returncode == 0
+    ckpt = run_dir / CHECKPOINT
+    ckpt.write_bytes(ckpt.read_bytes()[:-1000])
+    before = _files(run_dir)
+    line = _one_line(run_cli(*SMALL, "train.steps=40", f"hydra.run.dir={run_dir}"), ckpt)
+    assert "corrupt or truncated" in line
+    after = _files(run_dir)
+    log = after.pop(run_dir / "train.log")
+    assert after == {k: v for k, v in before.items() if k.name != "train.log"}
+    assert log.endswith(f"refused: {line.removeprefix('error: ')}\n".encode())
+    assert RunResult.read(run_dir).status == "completed"
+
+
+@pytest.mark.slow
+def test_a_truncated_mnist_file_under_a_completed_run(tmp_path, mnist_dir):
+    data, run_dir = tmp_path / "mnist", tmp_path / "run"
+    shutil.copytree(mnist_dir, data)
+    args = (*SMALL, "dataset=mnist", f"data_dir={data}", "dataset.train_limit=256",
+            "dataset.test_limit=100", "model.hidden_size=8", f"hydra.run.dir={run_dir}")
+    assert run_cli(*args, "train.steps=2").returncode == 0
+    damaged = data / "t10k-labels-idx1-ubyte.gz"
+    damaged.write_bytes(damaged.read_bytes()[:-100])
+    before = _files(run_dir)
+    _one_line(run_cli(*args, "train.steps=4"), damaged)
+    after = _files(run_dir)
+    assert {k: v for k, v in after.items() if k.name != "train.log"} == {
+        k: v for k, v in before.items() if k.name != "train.log"}
+
+
+def test_a_damaged_batch_in_a_new_directory_is_recorded_as_failed(tmp_path):
+    """With no record to keep, a refused run leaves one, so that a sweep lists the job."""
+    data = tmp_path / "data"
+    write_cifar10(data)
+    batch = data / "cifar-10-batches-py" / "test_batch"
+    batch.write_bytes(b"\x80\x02N.")
+    with pytest.raises(UserError, match="test_batch"):
+        run(compose_cfg(*ARGS, "dataset=cifar10", f"data_dir={data}"), tmp_path / "run")
+    result = RunResult.read(tmp_path / "run")
+    assert result.status == "failed" and "test_batch" in result.error
+
+
+# --- the file system says no ------------------------------------------------------------------
+
+@pytest.mark.parametrize("error", [errno.EROFS, errno.ENOSPC, errno.EACCES, errno.EDQUOT])
+def test_a_file_system_that_refuses_writes_is_one_line(tmp_path, monkeypatch, error):
+    """Read-only, out of inodes or space, an immutable directory: mkstemp fails inside the
+    error handling, the lock's open too."""
+    real = storage.tempfile.mkstemp
+
+    def mkstemp(*args, **kwargs):
+        raise OSError(error, os.strerror(error))
+
+    monkeypatch.setattr(storage.tempfile, "mkstemp", mkstemp)
+    with pytest.raises(WriteError, match=os.strerror(error)):
+        run(compose_cfg(*ARGS), tmp_path / "run")
+    monkeypatch.setattr(storage.tempfile, "mkstemp", real)
+    real_open = os.open
+
+    def refuse_the_lock(path, *args, **kwargs):
+        if str(path).endswith(LOCK_FILE):
+            raise OSError(error, os.strerror(error))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(storage.os, "open", refuse_the_lock)
+    with pytest.raises(UnsafeRunDir, match=os.strerror(error)):
+        run(compose_cfg(*ARGS), tmp_path / "other")
+
+
+def test_a_lock_that_is_a_directory_from_the_command_line(tmp_path):
+    (tmp_path / "run" / LOCK_FILE).mkdir(parents=True)
+    _one_line(run_cli(*ARGS, f"hydra.run.dir={tmp_path / 'run'}"), LOCK_FILE)
+
+
+def test_an_os_error_anywhere_in_a_run_is_one_line_from_the_command_line(tmp_path):
+    """A file system error the run does not expect (here, TensorBoard's event file) still
+    ends in one line naming the file, exit 2."""
+    script = (
+        "import errno, os, sys\n"
+        "from torch.utils.tensorboard import SummaryWriter\n"
+        "def refuse(*a, **k): raise OSError(errno.EROFS, 'Read-only file system', 'events.x')\n"
+        "SummaryWriter.__init__ = refuse\n"
+        f"sys.argv = ['train.py', *{list(ARGS)!r}, 'hydra.run.dir={tmp_path / 'run'}']\n"
+        "from arnn.cli import main; main()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    _one_line(proc, "events.x", "Read-only file system")
+
+
+# --- error lines ------------------------------------------------------------------------------
+
+def test_error_lines_are_printable_and_bounded():
+    message = "bad \x1b[2J\x1b[31mname\x07\n" + "x" * (50 << 20)
+    line = one_line(UserError(message))
+    assert line.isprintable() and len(line) < 1100
+    assert "\\x1b[2J" in line and line.endswith(f"({len(message)} characters in all)")
+
+
+def test_a_record_with_escape_sequences_is_reported_printably(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "results.json").write_text('{"status": "\\u001b[2Jdone"}')
+    _one_line(run_cli(*ARGS, f"hydra.run.dir={run_dir}"), "\\x1b[2Jdone")
+
+
+def test_temporary_files_of_another_name_are_left_alone(tmp_path):
+    run(compose_cfg(*ARGS), tmp_path)
+    mine = Path(tempfile.mkstemp(dir=tmp_path, prefix="notes", suffix=".tmp")[1])
+    run(compose_cfg(*SMALL, "train.steps=3"), tmp_path)
+    assert mine.exists()
