@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from arnn.config import ConfigError, validate
 from arnn.data import DataError, EpochSampler, build_task, pixel_permutation
 from arnn.data.files import read_idx
 from arnn.run_dir import run
@@ -21,7 +22,10 @@ MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
 def _task(data_dir, *overrides):
-    cfg = compose_cfg(*overrides)
+    """The task; without a validation split unless the overrides ask for one (the readers'
+    tests count the files' own splits)."""
+    val = () if any("val_size" in o for o in overrides) else ("dataset.val_size=0",)
+    cfg = compose_cfg(*overrides, *val)
     return build_task(cfg.dataset, data_dir, CPU)
 
 
@@ -34,8 +38,8 @@ def mnist(mnist_dir):
 def test_real_mnist_counts_labels_and_known_images(mnist, mnist_dir):
     assert (mnist.num_train, mnist.num_test) == (60000, 10000)
     assert torch.bincount(mnist.train_y).tolist() == MNIST_TRAIN_COUNTS
-    assert torch.bincount(mnist.test_y).tolist() == MNIST_TEST_COUNTS
-    assert mnist.train_y[0].item() == 5 and mnist.test_y[0].item() == 7
+    assert torch.bincount(mnist.splits["test"][1]).tolist() == MNIST_TEST_COUNTS
+    assert mnist.train_y[0].item() == 5 and mnist.splits["test"][1][0].item() == 7
     x, y = mnist.train_batch(torch.tensor([0, 1]))
     assert x.shape == (2, 784, 1) and x.dtype == torch.float32
     assert x.min() == 0.0 and x.max() == 1.0
@@ -64,7 +68,7 @@ def test_torchvision_layout_and_plain_files(tmp_path, mnist_dir):
             shutil.copy(f, raw / f.name)
     task = _task(tmp_path, "dataset=mnist", "dataset.download=false", "dataset.test_limit=5")
     assert (task.num_train, task.num_test) == (60000, 5)
-    assert task.test_y.tolist() == [7, 2, 1, 0, 4]
+    assert task.splits["test"][1].tolist() == [7, 2, 1, 0, 4]
 
 
 @pytest.mark.slow
@@ -72,7 +76,7 @@ def test_limits_keep_the_first_examples(mnist, mnist_dir):
     small = _task(mnist_dir, "dataset=mnist", "dataset.train_limit=100", "dataset.test_limit=30")
     assert (small.num_train, small.num_test) == (100, 30)
     assert torch.equal(small.train_x, mnist.train_x[:100])
-    assert torch.equal(small.test_y, mnist.test_y[:30])
+    assert torch.equal(small.splits["test"][1], mnist.splits["test"][1][:30])
 
 
 def _copy_mnist(src: Path, dst: Path) -> Path:
@@ -109,8 +113,8 @@ def test_pmnist_permutation(mnist_dir, mnist, tmp_path):
     unpermuted = torch.empty_like(x_train)
     unpermuted[:, perm] = x_train
     assert torch.equal(unpermuted, plain)
-    x_test, _ = next(task.test_batches(50))
-    plain_test, _ = next(mnist.test_batches(50))
+    x_test, _ = next(task.eval_batches(50))
+    plain_test, _ = next(mnist.eval_batches(50))
     assert torch.equal(x_test, plain_test[:, perm])  # same permutation on the test split
     other = _task(mnist_dir, "dataset=pmnist", "dataset.permutation_seed=1", "dataset.test_limit=1")
     assert not torch.equal(other.permutation, perm)
@@ -151,8 +155,8 @@ def test_noise_padded_cifar10(cifar_root):
     assert abs(pad.mean().item()) < 0.01 and abs(pad.var().item() - 1) < 0.01
     assert not torch.allclose(pad, x2[:, 32:])  # fresh noise each time an example is used
     assert not torch.allclose(pad[0], pad[1])  # independent across examples
-    t1 = torch.cat([x for x, _ in task.test_batches(3)])
-    t2 = torch.cat([x for x, _ in task.test_batches(3)])
+    t1 = torch.cat([x for x, _ in task.eval_batches(3)])
+    t2 = torch.cat([x for x, _ in task.eval_batches(3)])
     assert t1.shape == (4, 1000, 96) and torch.equal(t1, t2)  # repeatable evaluation
 
 
@@ -170,8 +174,8 @@ def _check_noise_padded(task, rows, steps, image_rows, width):
     assert abs(pad.mean().item()) < 0.02 and abs(pad.var().item() - 1) < 0.02
     assert not torch.allclose(pad, x2[:, image_rows:])  # fresh noise each time
     assert not torch.allclose(pad[0], pad[1])  # independent across examples
-    t1 = torch.cat([x for x, _ in task.test_batches(100)])
-    t2 = torch.cat([x for x, _ in task.test_batches(100)])
+    t1 = torch.cat([x for x, _ in task.eval_batches(100)])
+    t2 = torch.cat([x for x, _ in task.eval_batches(100)])
     assert torch.equal(t1, t2) and not torch.allclose(t1[0, image_rows:], t1[1, image_rows:])
 
 
@@ -215,7 +219,7 @@ def test_noise_seed_chooses_the_test_noise(cifar_root):
     def test_inputs(seed):
         task = _task(cifar_root, "dataset=noise_cifar10", "dataset.download=false",
                      f"dataset.noise_seed={seed}")
-        return torch.cat([x for x, _ in task.test_batches(4)])
+        return torch.cat([x for x, _ in task.eval_batches(4)])
 
     a, b, again = test_inputs(0), test_inputs(1), test_inputs(0)
     assert torch.equal(a, again)
@@ -265,11 +269,12 @@ def test_missing_files_offline_message(tmp_path, monkeypatch, dataset):
 def test_digits_split_is_fixed_and_stratified():
     a = _task("unused", "dataset=digits")
     b = _task("unused", "dataset=digits")
-    assert torch.equal(a.test_x, b.test_x) and torch.equal(a.train_y, b.train_y)
+    assert torch.equal(a.splits["test"][0], b.splits["test"][0])
+    assert torch.equal(a.train_y, b.train_y)
     assert a.num_train + a.num_test == 1797
     x, _ = a.train_batch(torch.arange(a.num_train))
     assert x.shape == (a.num_train, 64, 1) and x.min() == 0 and x.max() == 1
-    counts = torch.bincount(a.test_y)
+    counts = torch.bincount(a.splits["test"][1])
     assert counts.min() >= 40  # every class is represented in the test split
 
 
@@ -277,10 +282,10 @@ def test_split_seed_chooses_the_digits_split():
     a = _task("unused", "dataset=digits", "dataset.split_seed=0")
     b = _task("unused", "dataset=digits", "dataset.split_seed=1")
     assert (a.num_train, a.num_test) == (b.num_train, b.num_test)
-    assert not torch.equal(a.test_x, b.test_x)
+    assert not torch.equal(a.splits["test"][0], b.splits["test"][0])
     # The same 1797 images, dealt differently: the union of the splits is unchanged.
     def images(task):
-        return sorted(map(bytes, torch.cat([task.train_x, task.test_x]).numpy()))
+        return sorted(map(bytes, torch.cat([task.train_x, task.splits["test"][0]]).numpy()))
 
     assert images(a) == images(b)
 
@@ -298,7 +303,7 @@ def test_fashion_mnist_reads_the_same_format(tmp_path, mnist_dir):
     if system.is_dir():
         real = _task("unused-data-dir", "dataset=fashion_mnist", "dataset.download=false")
         assert (real.num_train, real.num_test) == (60000, 10000)
-        assert torch.bincount(real.test_y).tolist() == [1000] * 10
+        assert torch.bincount(real.splits["test"][1]).tolist() == [1000] * 10
 
 
 def test_epoch_sampler_visits_every_example_once_per_epoch():
@@ -323,7 +328,59 @@ def test_short_training_run_on_real_mnist(tmp_path, mnist_dir):
     best = run(cfg, tmp_path)
     result = json.loads((tmp_path / "results.json").read_text())
     assert result["status"] == "completed" and result["dataset"] == "mnist"
-    assert result["steps"] == 3 and result["best_test_accuracy"] == best
+    assert result["steps"] == 3 and result["best_val_accuracy"] == best
+    assert (result["num_val"], result["config"]["dataset"]["val_size"]) == (5000, 5000)
     assert 0.0 <= result["test_accuracy"] <= 1.0
     assert (result["train_limit"], result["test_limit"]) == (64, 50)
     assert (result["num_train"], result["num_test"]) == (64, 50)
+
+
+# --- the validation split ---------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_mnist_validation_split_is_stratified_fixed_and_apart_from_training(mnist_dir, mnist):
+    """5,000 of the 60,000 training images, each class in proportion, drawn from val_seed
+    alone: not from `seed`, so every job of a sweep holds out the same images."""
+    task = _task(mnist_dir, "dataset=mnist", "dataset.val_size=5000")
+    val_x, val_y, _ = task.splits["val"]
+    assert (task.num_train, task.num_val, task.num_test) == (55000, 5000, 10000)
+    expected = np.array(MNIST_TRAIN_COUNTS) * 5000 / 60000
+    assert np.abs(torch.bincount(val_y).numpy() - expected).max() <= 1
+    every = {bytes(x) for x in mnist.train_x.numpy()}  # the whole training split, no split
+    parts = [{bytes(x) for x in t.numpy()} for t in (task.train_x, val_x)]
+    assert parts[0] | parts[1] <= every and not parts[0] & parts[1]
+    assert len(parts[0]) + len(parts[1]) == len(every)  # MNIST images are distinct
+    other_seed = _task(mnist_dir, "dataset=mnist", "dataset.val_size=5000", "seed=7")
+    assert torch.equal(other_seed.splits["val"][1], val_y)
+    other_split = _task(mnist_dir, "dataset=mnist", "dataset.val_size=5000",
+                        "dataset.val_seed=1")
+    assert not torch.equal(other_split.splits["val"][0], val_x)
+    # the standardisation sees the training part only
+    std = _task(mnist_dir, "dataset=mnist", "dataset.val_size=5000", "dataset.standardize=true")
+    assert std.mean[0] == pytest.approx(task.train_x.double().mean().item() / 255, rel=1e-9)
+
+
+def test_digits_validation_fraction_and_sizes():
+    task = _task("data", "dataset=digits", "dataset.val_size=0.1")
+    assert (task.num_train, task.num_val, task.num_test) == (1212, 135, 450)
+    assert torch.bincount(task.splits["val"][1]).min() >= 13  # every class, ~13.5 each
+    counted = _task("data", "dataset=digits", "dataset.val_size=300")
+    assert (counted.num_train, counted.num_val) == (1047, 300)
+    with pytest.raises(ConfigError, match=r"^dataset.val_size=1340 is invalid: the training "
+                                          r"split has 1347 examples of 10 classes"):
+        _task("data", "dataset=digits", "dataset.val_size=1340")
+
+
+@pytest.mark.parametrize("bad", ["-1", "1.0", "1.5", "true", "abc"])
+def test_bad_validation_sizes_are_one_line(bad):
+    with pytest.raises(ConfigError, match=r"^dataset.val_size=.* is invalid: must be a count"):
+        validate(compose_cfg(f"dataset.val_size={bad}"))
+
+
+def test_validation_noise_is_repeatable_and_not_the_test_noise():
+    task = _task("data", "dataset=noise_digits", "dataset.val_size=0.1")
+    first = torch.cat([x for x, _ in task.eval_batches(50, "val")])
+    again = torch.cat([x for x, _ in task.eval_batches(50, "val")])
+    test = torch.cat([x for x, _ in task.eval_batches(50, "test")])
+    assert torch.equal(first, again)
+    assert not torch.equal(first[:, 8:], test[: len(first), 8:])  # the padding after the rows

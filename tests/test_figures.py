@@ -58,7 +58,7 @@ def _flow(model_name, dataset, data_dir, *overrides, batch=8):
                       f"data_dir={data_dir}", *overrides)
     parts = build(cfg)
     model, task = parts.model, parts.task
-    x, y = next(task.test_batches(batch))
+    x, y = next(task.eval_batches(batch))
     return gradient_flow(model, x, y)
 
 

@@ -572,7 +572,8 @@ def test_a_checkpoint_that_is_not_a_regular_file(tmp_path, finished_run, kind):
 def test_a_damaged_dataset_leaves_the_finished_run_as_it_was(tmp_path):
     data = tmp_path / "data"
     write_cifar10(data)
-    args = (*SMALL, "dataset=cifar10", f"data_dir={data}", "model.hidden_size=8")
+    args = (*SMALL, "dataset=cifar10", f"data_dir={data}", "model.hidden_size=8",
+            "dataset.val_size=0")
     run_dir = tmp_path / "run"
     run(compose_cfg(*args, "train.steps=2"), run_dir)
     batch_file = data / "cifar-10-batches-py" / "data_batch_3"

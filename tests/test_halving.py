@@ -18,7 +18,13 @@ from arnn.collect import main as collect_main
 from arnn.config import ConfigError
 from arnn.results import RunResult
 from arnn.run_dir import run
-from hydra_plugins.arnn_halving_sweeper._impl import promote, ranked, rung_budgets
+from hydra_plugins.arnn_halving_sweeper._impl import (
+    grid_points,
+    outcome,
+    promote,
+    ranked,
+    rung_budgets,
+)
 from tests.fixtures import ROOT, SMALL, compose_cfg, read_checkpoint, run_cli
 
 GRID = ("model=arnn", "model.eps=0.01,0.1", "optimizer.lr=0.1,0.3", *SMALL)
@@ -204,15 +210,24 @@ def test_a_refused_job_fails_alone(tmp_path, launcher):
 
 # --- the collector's ranking ------------------------------------------------------------------
 
-def _fake_job(sweep, num, lr, final, best, rung_steps=100, status="completed"):
+def _fake_job(sweep, num, lr, final, best, rung_steps=100, status="completed", val=None,
+              seed=0, at_best_val=None):
+    """A job directory with a hand-written record: `val` is (final, best) validation accuracy."""
     job = sweep / str(num)
     (job / ".hydra").mkdir(parents=True)
     cfg = {"model": {"name": "arnn", "eps": 0.1, "gamma": 0.1, "sigma_w": 1.0,
                      "hidden_size": 16},
-           "dataset": {"name": "digits"}, "optimizer": {"name": "sgd", "lr": lr}, "seed": 0}
+           "dataset": {"name": "digits"}, "optimizer": {"name": "sgd", "lr": lr}, "seed": seed}
     (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    val_final, val_best = val or (None, None)
     RunResult(status, "arnn", "digits", "sgd", test_accuracy=final, best_test_accuracy=best,
-              steps=rung_steps, params=354).write(job)
+              val_accuracy=val_final, best_val_accuracy=val_best,
+              test_accuracy_at_best_val=at_best_val, steps=rung_steps, params=354,
+              config={**cfg, "seed": seed}).write(job)
+
+
+def _best_section(sweep) -> str:
+    return (sweep / "results.md").read_text().split("## Best configuration per task")[1]
 
 
 def test_collector_ranks_by_the_metric_asked(tmp_path):
@@ -221,12 +236,63 @@ def test_collector_ranks_by_the_metric_asked(tmp_path):
     _fake_job(sweep, 1, 0.2, final=0.90, best=0.91)
     _fake_job(sweep, 2, 0.3, final=0.30, best=0.40)
     _fake_job(sweep, 3, 0.4, final=0.99, best=0.99, status="failed")  # never ranked
+    collect_main([str(sweep), "--select", "test_accuracy"])
+    assert f"| {sweep / '1'} |" in _best_section(sweep) and "lr=0.2" in _best_section(sweep)
+    assert "not test results" in (sweep / "results.md").read_text()
+    collect_main([str(sweep), "--select", "best_test_accuracy"])
+    assert f"| {sweep / '0'} |" in _best_section(sweep) and "lr=0.1" in _best_section(sweep)
+
+
+def test_selection_by_validation_never_looks_at_test(tmp_path):
+    """lr=0.1 has the best test accuracy, lr=0.2 the best validation accuracy: the collector
+    chooses lr=0.2 and reports its test accuracy; so does the halving sweeper's promotion."""
+    sweep = tmp_path / "sweep"
+    _fake_job(sweep, 0, 0.1, final=0.95, best=0.95, val=(0.70, 0.72), at_best_val=0.94)
+    _fake_job(sweep, 1, 0.2, final=0.80, best=0.82, val=(0.85, 0.86), at_best_val=0.81)
     collect_main([str(sweep)])
-    best = (sweep / "results.md").read_text().split("## Best configuration per task")[1]
-    assert f"| {sweep / '1'} |" in best and "lr=0.2" in best
-    collect_main([str(sweep), "--metric", "best_test_accuracy"])
-    best = (sweep / "results.md").read_text().split("## Best configuration per task")[1]
-    assert f"| {sweep / '0'} |" in best and "lr=0.1" in best
+    md = (sweep / "results.md").read_text()
+    assert "chosen by best_val_accuracy" in md and "reported by test_accuracy_at_best_val" in md
+    assert f"| {sweep / '1'} |" in _best_section(sweep)
+    assert "| 86.0% (1) | 81.0% (1) | 80.0% (1) |" in _best_section(sweep)
+    outcomes = {j: outcome(sweep / str(j), "val_accuracy") for j in (0, 1)}
+    assert promote(outcomes, 2) == [1]
+    assert promote({j: outcome(sweep / str(j), "test_accuracy") for j in (0, 1)}, 2) == [0]
+
+
+def test_seeds_are_one_grid_point_with_their_spread(tmp_path):
+    """Three seeds of lr=0.1 (validation 0.70, 0.80, 0.90: mean 0.80) against one lucky seed of
+    lr=0.2 (0.85) and two of lr=0.3 (0.84, 0.82): lr=0.2 wins on the mean; the table shows
+    mean ± std (n) for the point chosen."""
+    sweep = tmp_path / "sweep"
+    vals = [(0.1, 0.70, 0), (0.1, 0.80, 1), (0.1, 0.90, 2), (0.2, 0.85, 0), (0.3, 0.84, 0),
+            (0.3, 0.82, 1)]
+    for num, (lr, val, seed) in enumerate(vals):
+        _fake_job(sweep, num, lr, final=val - 0.1, best=val, val=(val, val), seed=seed,
+                  at_best_val=val - 0.1)
+    collect_main([str(sweep), "--select", "val_accuracy"])
+    best = _best_section(sweep)
+    assert "lr=0.2" in best and "| 85.0% (1) | 75.0% (1) |" in best
+    collect_main([str(sweep), "--select", "val_accuracy", "--out", str(tmp_path / "o")])
+    rows = (tmp_path / "o" / "results.md").read_text()
+    assert "Cells: mean ± standard deviation over seeds" in rows
+    # the halving sweeper: the seeds of a grid point are promoted together, by their mean
+    configs = [[f"optimizer.lr={lr}", f"seed={seed}"] for lr, _, seed in vals]
+    outcomes = {j: outcome(sweep / str(j), "val_accuracy") for j in range(len(vals))}
+    assert grid_points(configs)[0] == grid_points(configs)[2] == ("optimizer.lr=0.1",)
+    assert promote(outcomes, 3, grid_points(configs)) == [3]  # 3 points: the best 1
+    assert promote(outcomes, 2, grid_points(configs)) == [3]  # floor(3 / 2) = 1
+    outcomes[3]["status"] = "diverged"  # its only seed: the point has no mean any more
+    assert promote(outcomes, 2, grid_points(configs)) == [4, 5]
+
+
+def test_choosing_by_validation_without_a_validation_split_is_refused(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    _fake_job(sweep, 0, 0.1, final=0.95, best=0.95)
+    with pytest.raises(SystemExit) as info:
+        collect_main([str(sweep)])
+    assert info.value.code == 2
+    assert "no job has a validation split" in capsys.readouterr().err
+    assert not (sweep / "results.md").exists()
 
 
 def test_collector_ranks_the_deepest_rung_first(tmp_path):
@@ -242,10 +308,27 @@ def test_collector_ranks_the_deepest_rung_first(tmp_path):
                          "outcomes": {"1": {"status": "completed", "metric": 0.8,
                                             "steps": 20}}}]}
     (sweep / "halving.json").write_text(json.dumps(record))
-    collect_main([str(sweep)])
+    collect_main([str(sweep), "--select", "test_accuracy"])
     md = (sweep / "results.md").read_text()
     assert f"| {sweep / '1'} |" in md.split("## Best configuration per task")[1]
     assert "30 steps trained against 40 for the full grid (75.0%)" in md
     rows = (sweep / "results.csv").read_text().splitlines()
     header = rows[0].split(",")
     assert "rung" in header and rows[1].split(",")[header.index("rung")] == "0"
+
+
+def test_ranking_by_validation_without_a_validation_split_is_refused(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = _halving(sweep, "dataset.val_size=0")
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert lines[0].startswith("error: dataset.val_size=0 is invalid: hydra.sweeper.metric="
+                               "val_accuracy ranks by the validation split")
+    assert not sweep.exists()
+
+
+def test_ranking_by_test_is_allowed_with_a_warning(tmp_path):
+    proc = _halving(tmp_path / "sweep", "hydra.sweeper.metric=test_accuracy",
+                    "dataset.val_size=0")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "warning: ranking by test_accuracy chooses on the test split" in proc.stdout

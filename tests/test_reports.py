@@ -9,11 +9,11 @@ import torch
 import yaml
 
 from arnn.build import build
-from arnn.checkpoint import CHECKPOINT
+from arnn.checkpoint import BEST_CHECKPOINT, CHECKPOINT
 from arnn.collect import main as collect_main
 from arnn.data import pixel_permutation
 from arnn.identity import fingerprint
-from arnn.loop import Loop
+from arnn.loop import Loop, evaluate
 from arnn.results import RunResult, Status
 from arnn.run_dir import run
 from hydra_plugins.arnn_halving_sweeper._impl import HalvingSweeperImpl
@@ -31,11 +31,12 @@ def test_test_accuracy_is_the_last_evaluation_over_the_whole_test_split(tmp_path
     task = parts.task
     assert task.num_test == 450 and result.num_test == 450
     with torch.no_grad():
-        predicted = parts.model(task.sequences(task.test_x, task.test_noise)).argmax(dim=-1)
-    by_hand = (predicted == task.test_y).double().mean().item()
+        images, labels, _ = task.splits["test"]
+        predicted = parts.model(task.sequences(images, task.eval_noise)).argmax(dim=-1)
+    by_hand = (predicted == labels).double().mean().item()
     assert result.test_accuracy == pytest.approx(by_hand, abs=1e-12)
     assert result.test_accuracy == result.evaluations[-1][1]
-    assert result.best_test_accuracy == max(acc for _, acc in result.evaluations)
+    assert result.best_test_accuracy == max(e[1] for e in result.evaluations)
 
 
 @pytest.mark.parametrize("max_loss,status", [(1.5, Status.DIVERGED), (5.0, Status.COMPLETED)])
@@ -77,7 +78,8 @@ def test_a_pmnist_run_records_its_permutation(tmp_path, mnist_dir):
 
 
 class _FakeLauncher:
-    """Writes each launched job's results.json: test accuracy `final`, best `best`."""
+    """Writes each launched job's results.json: validation accuracy `final`, best `best`, and
+    the test accuracies the other way round (a sweeper ranking by test would choose others)."""
 
     def __init__(self, sweep, values):
         self.sweep, self.values = sweep, values
@@ -88,22 +90,27 @@ class _FakeLauncher:
                            ).split("=")[1])
             steps = int(next(o for o in overrides if o.startswith("train.steps=")).split("=")[1])
             final, best = self.values[job]
-            RunResult(Status.COMPLETED, "arnn", "digits", "sgd", test_accuracy=final,
-                      best_test_accuracy=best, steps=steps).write(self.sweep / str(job))
+            RunResult(Status.COMPLETED, "arnn", "digits", "sgd", val_accuracy=final,
+                      best_val_accuracy=best, test_accuracy=1 - final,
+                      best_test_accuracy=1 - best, steps=steps).write(self.sweep / str(job))
         return []
 
 
-@pytest.mark.parametrize("metric,promoted", [("test_accuracy", [1, 3]),
-                                             ("best_test_accuracy", [0, 2])])
+@pytest.mark.parametrize("metric,promoted", [("val_accuracy", [1, 3]),
+                                             ("best_val_accuracy", [0, 2]),
+                                             ("test_accuracy", [2, 0])])
 def test_halving_promotes_by_the_metric_it_is_given(tmp_path, metric, promoted):
     values = {0: (0.5, 0.95), 1: (0.8, 0.8), 2: (0.4, 0.9), 3: (0.7, 0.7)}
     sweeper = HalvingSweeperImpl(None, min_steps=10, eta=2, metric=metric)
     sweeper.launcher = _FakeLauncher(tmp_path, values)
-    record = {"budgets": [10, 20], "configs": [[f"seed={j}"] for j in values], "rungs": []}
+    record = {"budgets": [10, 20], "configs": [[f"model.eps=0.{j + 1}"] for j in values],
+              "rungs": []}
     assert sweeper._run_rung(tmp_path, record, 0, list(values), []) == promoted
     outcomes = record["rungs"][0]["outcomes"]
-    assert {int(j): o["metric"] for j, o in outcomes.items()} == {
-        j: v[0 if metric == "test_accuracy" else 1] for j, v in values.items()}
+    column = {"val_accuracy": lambda v: v[0], "best_val_accuracy": lambda v: v[1],
+              "test_accuracy": lambda v: 1 - v[0]}[metric]
+    assert {int(j): o["metric"] for j, o in outcomes.items()} == pytest.approx(
+        {j: column(v) for j, v in values.items()})
 
 
 def _job(sweep, num, model, dataset, seed, accuracy, seq_len=None):
@@ -114,7 +121,9 @@ def _job(sweep, num, model, dataset, seed, accuracy, seq_len=None):
               "dataset": {"name": dataset, "seq_len": seq_len},
               "optimizer": {"name": "sgd", "lr": 0.1}, "seed": seed}
     RunResult(Status.COMPLETED, model, dataset, "sgd", test_accuracy=accuracy,
-              best_test_accuracy=accuracy, steps=100, params=10_000, config=config).write(job)
+              best_test_accuracy=accuracy, val_accuracy=accuracy, best_val_accuracy=accuracy,
+              test_accuracy_at_best_val=accuracy, steps=100, params=10_000,
+              config=config).write(job)
 
 
 def test_collector_reports_each_jobs_settings_and_ours_beside_the_paper(tmp_path):
@@ -130,9 +139,9 @@ def test_collector_reports_each_jobs_settings_and_ours_beside_the_paper(tmp_path
     head, _, *body = [line for line in table.splitlines() if line.startswith("|")]
     cells = {row.split("|")[1].strip(): [c.strip() for c in row.split("|")[2:-1]] for row in body}
     columns = [c.strip() for c in head.split("|")[2:-1]]
-    assert cells["arnn"][columns.index("mnist ours")] == "51.2%"
+    assert cells["arnn"][columns.index("mnist ours")] == "51.2% (1)"
     assert cells["arnn"][columns.index("mnist paper")] == "98.0%"
-    assert cells["lstm"][columns.index("pmnist ours")] == "12.3%"
+    assert cells["lstm"][columns.index("pmnist ours")] == "12.3% (1)"
     assert cells["lstm"][columns.index("pmnist paper")] == "92.6%"
 
 
@@ -154,3 +163,42 @@ def test_collector_reports_accuracy_against_the_sequence_length(tmp_path):
     assert lstm.endswith("| 80.0 ± 10.0% (3) | 10.0 ± 2.0% (3) |")
     assert gated.endswith("| 90.0 ± 0.0% (3) | 55.0 ± 7.1% (2) |")
     assert (sweep / "results_length.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_best_pt_reproduces_the_test_accuracy_reported_at_the_best_validation_step(tmp_path):
+    """`python train.py`'s record: the step of the best validation accuracy, the test accuracy
+    there, and checkpoints/best.pt holding that state: evaluating it gives the same number."""
+    args = (*SMALL, "train.steps=120", "train.eval_every=20", "optimizer.lr=0.3")
+    run(compose_cfg(*args), tmp_path)
+    result = RunResult.read(tmp_path)
+    vals = [e[2] for e in result.evaluations]
+    assert result.best_val_accuracy == max(vals) and result.val_accuracy == vals[-1]
+    at = vals.index(max(vals))  # the first of equal bests
+    assert result.best_val_step == result.evaluations[at][0]
+    assert result.test_accuracy_at_best_val == result.evaluations[at][1]
+    state = read_checkpoint(tmp_path / BEST_CHECKPOINT)
+    assert state["step"] == result.best_val_step
+    parts = build(compose_cfg(*args))
+    parts.model.load_state_dict(state["model"])
+    assert evaluate(parts.model, parts.task, 500)[0] == result.test_accuracy_at_best_val
+    assert evaluate(parts.model, parts.task, 500, "val")[0] == result.best_val_accuracy
+
+
+def test_a_resumed_run_keeps_its_validation_record(tmp_path):
+    args = (*SMALL, "train.steps=60", "train.eval_every=20", "train.checkpoint_every=20")
+    run(compose_cfg(*args), tmp_path / "straight")
+
+    def stop_at_45(loop):
+        if loop.step == 45:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(compose_cfg(*args), tmp_path / "killed", hooks=[stop_at_45])
+    run(compose_cfg(*args), tmp_path / "killed")
+    a, b = RunResult.read(tmp_path / "straight"), RunResult.read(tmp_path / "killed")
+    fields = ("evaluations", "val_accuracy", "best_val_accuracy", "best_val_step",
+              "test_accuracy_at_best_val", "test_accuracy")
+    assert [getattr(a, f) for f in fields] == [getattr(b, f) for f in fields]
+    best_a = read_checkpoint(tmp_path / "straight" / BEST_CHECKPOINT)["model"]
+    best_b = read_checkpoint(tmp_path / "killed" / BEST_CHECKPOINT)["model"]
+    assert all(torch.equal(best_a[k], best_b[k]) for k in best_a)

@@ -53,7 +53,8 @@ def test_zero_steps_builds_evaluates_and_writes_results(tmp_path):
     best = run(compose_cfg("train.steps=0"), tmp_path)
     result = json.loads((tmp_path / "results.json").read_text())
     assert result["status"] == "completed" and result["steps"] == 0
-    assert result["test_accuracy"] == best and 0.0 <= best <= 1.0
+    assert result["val_accuracy"] == best and 0.0 <= best <= 1.0
+    assert 0.0 <= result["test_accuracy"] <= 1.0
     assert len(result["evaluations"]) == 1
 
 

@@ -31,6 +31,7 @@ from arnn.errors import UserError
 from arnn.storage import write_atomic
 
 CHECKPOINT = Path("checkpoints") / "last.pt"  # in a run directory
+BEST_CHECKPOINT = Path("checkpoints") / "best.pt"  # the state at the best validation accuracy
 HEADER = re.compile(rb"arnn-checkpoint 2 sha256=([0-9a-f]{64})\n")
 ZIP_MAGIC = b"PK\x03\x04"
 UNTOUCHED = "it was left untouched: move it away to start over, or use train.resume=never"
@@ -127,10 +128,10 @@ def check_state(path: Path, state: dict[str, Any], max_step: int) -> None:
         raise bad(f"wall_time_s {state.get('wall_time_s')!r} is not a number >= 0")
     evaluations = state["evaluations"]
     if len(evaluations) > step + 1 or not all(
-        isinstance(e, list) and len(e) == 2 and _number(e[0], 0, step) and _number(e[1], 0, 1)
-        for e in evaluations
+        isinstance(e, list) and len(e) in (2, 3) and _number(e[0], 0, step)
+        and all(_number(a, 0, 1) for a in e[1:]) for e in evaluations
     ):
-        raise bad("evaluations are not [step, accuracy] pairs of this run")
+        raise bad("evaluations are not [step, test accuracy(, val accuracy)] of this run")
 
 
 def check_compatible(path: Path, saved: dict[str, torch.Tensor], model: torch.nn.Module) -> None:

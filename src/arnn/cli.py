@@ -93,7 +93,7 @@ def _log_refusal(error: UserError) -> None:
             handler.handle(record)
 
 
-def _task(cfg: DictConfig) -> float:
+def _task(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     try:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from arnn.bounded import load_yaml
-from arnn.errors import UserError, exit_with, one_line
+from arnn.errors import ConfigError, UserError, exit_with, one_line
 from arnn.grid import register_resolver
 from arnn.results import ResultsError, RunResult, Status, read_halving, steps_trained
 
@@ -54,6 +54,7 @@ MAX_JOBS = 1_000_000  # jobs one sweep directory may announce
 # A requeued job (stopped by SLURM's signal, waiting to resume) is counted as running.
 STATUS_ORDER = ("completed", "diverged", "failed", "running", "interrupted", "missing")
 CSV_COLUMNS = ["job", "status", "dataset", "model", *HYPERPARAMETERS, "rung", "steps",
+               "val_accuracy", "best_val_accuracy", "best_val_step", "test_accuracy_at_best_val",
                "test_accuracy", "best_test_accuracy", "params", "wall_time_s", "log10_growth",
                "diverged_step", "divergence", "requeues", "error"]
 
@@ -77,9 +78,9 @@ class Job:
             "job": str(self.path), "status": self.status, "dataset": self.dataset,
             "model": self.model, **self.hyper, "rung": self.rung,
             "steps": r.steps if r else None,
-            "test_accuracy": r.test_accuracy if r else None,
-            "best_test_accuracy": r.best_test_accuracy if r else None,
-            "params": r.params if r else None,
+            **{name: getattr(r, name) if r else None for name in (
+                "val_accuracy", "best_val_accuracy", "best_val_step", "test_accuracy_at_best_val",
+                "test_accuracy", "best_test_accuracy", "params")},
             "wall_time_s": r.wall_time_s if r else None,
             "log10_growth": r.log10_growth if r else None,
             "diverged_step": r.diverged_step if r else None,
@@ -178,6 +179,8 @@ def expected_jobs(sweep_dir: Path) -> int | None:
     register_resolver()  # the sweep configs' resolver
     try:
         cfg = OmegaConf.create(load_yaml(path, MAX_CONFIG_BYTES, ResultsError))
+        if "optuna" in str(cfg.hydra.sweeper.get("_target_", "")):
+            return None  # its trials are as many as were asked, over every run of the study
         node = cfg.hydra.sweeper.params
         params = OmegaConf.to_container(node, resolve=True) if node else {}
         args = [f"{k}={v}" for k, v in params.items()] + list(cfg.hydra.overrides.task or [])
@@ -228,22 +231,64 @@ def collect(sweep_dirs: list[Path]) -> Collection:
     return found
 
 
-def best_per_task(jobs: list[Job], metric: str) -> dict[tuple[str, str], Job]:
-    """The best job per (dataset, model): in a halving sweep the deepest rung first (a job
-    stopped early is not compared with one trained to the end), then the metric."""
-    best: dict[tuple[str, str], Job] = {}
+# What reports a configuration chosen by each metric: the test accuracy at the same point.
+REPORTED = {"val_accuracy": "test_accuracy", "best_val_accuracy": "test_accuracy_at_best_val",
+            "test_accuracy": "test_accuracy", "best_test_accuracy": "best_test_accuracy"}
+VALIDATION = ("val_accuracy", "best_val_accuracy")
 
-    def rank(job: Job) -> tuple[int, float]:
-        return (job.rung or 0, job.metric(metric))
 
+@dataclass
+class Point:
+    """A configuration of a task and the jobs that ran it, one per seed."""
+
+    dataset: str
+    model: str
+    hyper: dict[str, Any]  # the settings but the seed
+    rung: int  # in a halving sweep: the deepest rung its jobs reached (0-based)
+    jobs: list[Job]
+
+    def values(self, metric: str) -> list[float]:
+        return [v for j in self.jobs if j.status in ("completed", "diverged")
+                and (v := j.metric(metric)) is not None]
+
+    def mean(self, metric: str) -> float | None:
+        values = self.values(metric)
+        return sum(values) / len(values) if values else None
+
+
+def grid_points(jobs: list[Job]) -> list[Point]:
+    """Jobs grouped by task and settings but the seed (and by halving rung)."""
+    points: dict[tuple, Point] = {}
     for job in jobs:
-        value = job.metric(metric)
-        if job.status not in ("completed", "diverged") or value is None:
+        hyper = {k: v for k, v in job.hyper.items() if k != "seed"}
+        key = (job.dataset, job.model, tuple(sorted(hyper.items(), key=str)), job.rung or 0)
+        point = points.setdefault(key, Point(job.dataset, job.model, hyper, job.rung or 0, []))
+        point.jobs.append(job)
+    return list(points.values())
+
+
+def best_per_task(jobs: list[Job], select: str) -> dict[tuple[str, str], Point]:
+    """The best configuration per (dataset, model): in a halving sweep the deepest rung first
+    (a configuration stopped early is not compared with one trained to the end), then the mean
+    of `select` over its seeds."""
+    best: dict[tuple[str, str], Point] = {}
+    for point in grid_points(jobs):
+        mean = point.mean(select)
+        if mean is None:
             continue
-        key = (job.dataset, job.model)
-        if key not in best or rank(job) > rank(best[key]):
-            best[key] = job
+        key, rank = (point.dataset, point.model), (point.rung, mean)
+        if key not in best or rank > (best[key].rung, best[key].mean(select)):
+            best[key] = point
     return best
+
+
+def check_selectable(jobs: list[Job], select: str) -> None:
+    """Choosing by validation needs jobs that have a validation split."""
+    finished = [j for j in jobs if j.status in ("completed", "diverged")]
+    if select in VALIDATION and finished and all(j.metric(select) is None for j in finished):
+        raise ConfigError(f"--select={select} is invalid: no job has a validation split "
+                          "(dataset.val_size=0); choose by a test metric knowingly "
+                          "(--select test_accuracy: then its number is no test result)")
 
 
 def halving_markdown(sweep_dir: Path, record: dict[str, Any]) -> list[str]:
@@ -277,40 +322,59 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def _hyper_text(job: Job) -> str:
-    return ", ".join(f"{k}={v}" for k, v in job.hyper.items() if v is not None and k != "seed")
+def _hyper_text(point: Point) -> str:
+    return ", ".join(f"{k}={v}" for k, v in point.hyper.items() if v is not None)
 
 
-def markdown(jobs: list[Job], missing: int, metric: str,
+def _spread(values: list[float]) -> str:
+    """mean ± std (n) in percent; `-` for none."""
+    if not values:
+        return "-"
+    mean, n = 100 * sum(values) / len(values), len(values)
+    return f"{mean:.1f}% (1)" if n == 1 else f"{mean:.1f} ± {100 * _std(values):.1f}% ({n})"
+
+
+def markdown(jobs: list[Job], missing: int, select: str,
              halving: dict[Path, dict[str, Any]] | None = None,
              notes: list[str] | None = None) -> str:
-    best = best_per_task(jobs, metric)
-    lines = [f"# Sweep results ({metric}, best job per task)", ""]
+    best, report = best_per_task(jobs, select), REPORTED[select]
+    lines = [f"# Sweep results: each task's configuration chosen by {select} (mean over "
+             f"seeds), reported by {report}", "",
+             "Cells: mean ± standard deviation over seeds (number of seeds).", ""]
+    if select not in VALIDATION:
+        lines += [f"**Chosen on the test split ({select}): the numbers below are not test "
+                  "results.**", ""]
     for sweep_dir, record in (halving or {}).items():
         lines += halving_markdown(sweep_dir, record)
     for title, datasets, models in PAPER_TABLES:
         if not any(d == ds for ds in datasets for d, _ in best):
             continue
         head = ["model"] + [f"{d} {w}" for d in datasets for w in ("ours", "paper")]
-        lines += [f"## {title}", "", "| " + " | ".join(head + ["units", "params"]) + " |",
+        lines += [f"## {title} ({report})", "",
+                  "| " + " | ".join(head + ["units", "params"]) + " |",
                   "|" + "---|" * (len(head) + 2)]
         for model in models:
             cells, units, params = [model], "-", "-"
             for d in datasets:
-                job = best.get((d, model))
-                cells += [_pct(job.metric(metric) if job else None), _pct(PAPER.get((d, model)))]
-                if job is not None:
+                point = best.get((d, model))
+                cells += [_spread(point.values(report)) if point else "-",
+                          _pct(PAPER.get((d, model)))]
+                if point is not None:
+                    job = point.jobs[0]
                     units, params = str(job.hyper["hidden_size"]), f"{job.result.params / 1e3:.0f}k"
             lines.append("| " + " | ".join(cells + [units, params]) + " |")
         lines.append("")
     lines += ["## Best configuration per task", "",
-              "| dataset | model | test accuracy | best during training | paper | "
-              "steps | hyperparameters | job |", "|---|---|---|---|---|---|---|---|"]
-    for (dataset, model), job in sorted(best.items()):
+              f"| dataset | model | {select} (chose) | {report} (reports) | test accuracy "
+              "(final) | paper | steps | hyperparameters | jobs |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for (dataset, model), point in sorted(best.items()):
+        steps = sorted({j.result.steps for j in point.jobs})
         lines.append(
-            f"| {dataset} | {model} | {_pct(job.metric('test_accuracy'))} | "
-            f"{_pct(job.metric('best_test_accuracy'))} | {_pct(PAPER.get((dataset, model)))} | "
-            f"{job.result.steps} | {_hyper_text(job)} | {job.path} |"
+            f"| {dataset} | {model} | {_spread(point.values(select))} | "
+            f"{_spread(point.values(report))} | {_spread(point.values('test_accuracy'))} | "
+            f"{_pct(PAPER.get((dataset, model)))} | {'/'.join(map(str, steps))} | "
+            f"{_hyper_text(point)} | {', '.join(str(j.path) for j in point.jobs)} |"
         )
     counts = Counter(job.status for job in jobs)
     counts["missing"] += missing
@@ -404,11 +468,6 @@ def length_groups(jobs: list[Job], metric: str
     return groups if len({t for g in groups.values() for t in g}) > 1 else {}
 
 
-def _spread(values: list[float]) -> str:
-    mean, n = f"{100 * sum(values) / len(values):.1f}", len(values)
-    return f"{mean}% (1)" if n == 1 else f"{mean} ± {100 * _std(values):.1f}% ({n})"
-
-
 def length_markdown(groups: dict[tuple[str, str], dict[int, list[float]]], metric: str
                     ) -> list[str]:
     lengths = sorted({t for g in groups.values() for t in g})
@@ -463,16 +522,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("sweep_dirs", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, default=None,
                         help="where to write results.csv/.md/.png (default: the first sweep dir)")
-    parser.add_argument("--metric", default="test_accuracy",
-                        choices=["test_accuracy", "best_test_accuracy"],
-                        help="rank jobs by the final (default) or the best-during-training "
-                             "test accuracy")
+    parser.add_argument("--select", default="best_val_accuracy", choices=list(REPORTED),
+                        help="choose each task's configuration by this metric, averaged over "
+                             "seeds: best_val_accuracy (default; reports the test accuracy at "
+                             "that step, early stopping's report) or val_accuracy (reports the "
+                             "final test accuracy); a test metric chooses on the test split, "
+                             "and results.md says its numbers are then no test results")
     args = parser.parse_args(argv)
     for d in args.sweep_dirs:
         if not d.is_dir():
             parser.error(f"sweep dir {str(d)!r} does not exist")
     try:
         found = collect(args.sweep_dirs)
+        check_selectable(found.jobs, args.select)
     except UserError as e:
         exit_with(e)
     jobs, missing = found.jobs, found.missing
@@ -482,14 +544,15 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out or args.sweep_dirs[0]
     out.mkdir(parents=True, exist_ok=True)
     write_csv(jobs, out / "results.csv")
-    table = markdown(jobs, missing, args.metric, found.halving, found.notes)
+    table = markdown(jobs, missing, args.select, found.halving, found.notes)
+    report = REPORTED[args.select]
     written = [out / "results.csv", out / "results.md", out / "results.png"]
-    groups = length_groups(jobs, args.metric)
+    groups = length_groups(jobs, report)
     if groups:  # jobs that differ in T: accuracy against the sequence length
-        table += "\n" + "\n".join(length_markdown(groups, args.metric))
-        length_figure(groups, out / "results_length.png", args.metric)
+        table += "\n" + "\n".join(length_markdown(groups, report))
+        length_figure(groups, out / "results_length.png", report)
         written.append(out / "results_length.png")
     (out / "results.md").write_text(table + "\n")
-    sensitivity_figure(jobs, out / "results.png", args.metric)
+    sensitivity_figure(jobs, out / "results.png", args.select)
     print(table)
     print("\nwrote " + ", ".join(map(str, written)))

@@ -52,6 +52,10 @@ class DatasetConfig:
     standardize: bool = MISSING  # subtract the training mean / divide by the std, per channel
     download: bool = MISSING  # fetch missing files with torchvision
     paper_steps: int | None = MISSING  # the paper's iteration count (None: not a paper task)
+    # Held out of the training split for choosing settings (stratified; conf/dataset/*.yaml):
+    # a count, a fraction in (0, 1), or 0 for none (train on the whole split, as the paper).
+    val_size: Any = MISSING
+    val_seed: int = MISSING  # draws the validation examples, apart from `seed`: a sweep shares them
     train_limit: int | None = None  # keep only the first N training examples
     test_limit: int | None = None  # keep only the first N test examples
     path: str | None = None  # folder holding the files; default: data_dir
@@ -100,8 +104,8 @@ REGISTRIES: dict[str, dict[str, Any]] = {"model": CELLS, "optimizer": OPTIMIZERS
 COMMON_SETTINGS = {
     "model": ("name", "hidden_size"),
     "optimizer": ("name", "lr", "weight_decay"),
-    "dataset": ("name", "input_size", "seq_len", "num_classes", "standardize", "train_limit",
-                "test_limit"),
+    "dataset": ("name", "input_size", "seq_len", "num_classes", "standardize", "val_size",
+                "val_seed", "train_limit", "test_limit"),
 }
 
 
@@ -117,9 +121,20 @@ def optional_settings(group: str) -> tuple[str, ...]:
                                if s not in COMMON_SETTINGS[group]))
 
 
+def study_storage(sweep_dir: str) -> str:
+    """`${study_storage:${hydra.sweep.dir}}` (conf/hparams_search/): the SQLite URL of an Optuna
+    study kept in the sweep directory, which is made here because the sweeper opens the study
+    before any job has created it."""
+    path = Path(sweep_dir).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path / 'optuna.db'}"
+
+
 def register_configs() -> None:
     ConfigStore.instance().store(name="train_schema", node=Config)
     register_resolver()
+    if not OmegaConf.has_resolver("study_storage"):
+        OmegaConf.register_new_resolver("study_storage", study_storage)
 
 
 def default_config_dir() -> Path:
@@ -165,6 +180,7 @@ RANGES: dict[str, tuple[float, bool, bool]] = {
     "train.max_loss": (0, True, False),
     "dataset.input_size": (1, False, True),
     "dataset.seq_len": (1, False, True),
+    "dataset.val_seed": (0, False, True),
     "dataset.train_limit": (1, False, True),
     "dataset.test_limit": (1, False, True),
 }
@@ -217,6 +233,13 @@ def validate(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value is not None and value not in allowed:
             raise invalid(key, value, allowed)
+    val_size = cfg.dataset.val_size
+    if isinstance(val_size, bool) or not (
+        (isinstance(val_size, int) and val_size >= 0)
+        or (isinstance(val_size, float) and 0 < val_size < 1)
+    ):
+        raise invalid("dataset.val_size", val_size, "must be a count >= 0 (0: no validation "
+                      "split) or a fraction between 0 and 1")
     if cfg.seed >= 1 << 32:  # numpy's seeds are 32-bit
         raise invalid("seed", cfg.seed, "must be an integer in 0..4294967295")
     fraction = cfg.dataset.test_fraction

@@ -37,7 +37,7 @@ def curves(configs: dict[str, tuple[DictConfig, Path | None]], batch: int,
             weights = load_checkpoint(path, limit)["model"]
             check_compatible(path, weights, model)
             model.load_state_dict(weights)
-        x, y = next(task.test_batches(batch))
+        x, y = next(task.eval_batches(batch))
         flows[name] = gradient_flow(model, x, y)
         matrix = model.cell.recurrent_matrix()
         if matrix is not None and (mu := eigenvalues(matrix)) is not None:

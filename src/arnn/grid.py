@@ -23,9 +23,16 @@ def appendix_c(axis: str, current: Any) -> str:
     return ",".join(str(v) for v in APPENDIX_C[axis])
 
 
+def appendix_c_choice(axis: str, current: Any) -> str:
+    """The same axis as a choice of Hydra's Optuna sweeper (conf/hparams_search/)."""
+    values = appendix_c(axis, current)
+    return values if current is None else f"choice({values})"
+
+
 def register_resolver() -> None:
-    """The `appendix_c` resolver of conf/sweep/appendix_c.yaml, for OmegaConf."""
+    """The resolvers of conf/sweep/appendix_c.yaml and conf/hparams_search/, for OmegaConf."""
     from omegaconf import OmegaConf
 
-    if not OmegaConf.has_resolver("appendix_c"):
-        OmegaConf.register_new_resolver("appendix_c", appendix_c)
+    for name, resolver in (("appendix_c", appendix_c), ("appendix_c_choice", appendix_c_choice)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)

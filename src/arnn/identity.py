@@ -33,12 +33,17 @@ def fingerprint(cfg: DictConfig) -> dict[str, Any]:
     return out
 
 
+# Settings added after runs were recorded without them: the value that reproduces those runs.
+LEGACY = {"dataset.val_size": 0, "dataset.val_seed": 0}
+
+
 def differences(saved: Any, current: dict[str, Any], prefix: str = "") -> list[str]:
-    """`key: saved there, current now` for each key of `current` whose saved value differs."""
+    """`key: saved there, current now` for each key of `current` whose saved value differs (a
+    key the saved fingerprint lacks has its LEGACY value)."""
     saved = saved if isinstance(saved, dict) else {}
     out = []
     for key in sorted(current):
-        a, b = saved.get(key), current[key]
+        a, b = saved.get(key, LEGACY.get(prefix + key)), current[key]
         if isinstance(b, dict):
             out += differences(a, b, f"{prefix}{key}.")
         elif a != b:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from omegaconf import DictConfig
 
 from arnn.build import RunParts
 from arnn.checkpoint import (
+    BEST_CHECKPOINT,
     CHECKPOINT,
     UNTOUCHED,
     CheckpointError,
@@ -38,17 +40,52 @@ Hook = Callable[["Loop"], None]
 
 
 @torch.no_grad()
-def evaluate(model: SequenceClassifier, task: SequenceTask, batch_size: int) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) on the whole test split."""
+def evaluate(model: SequenceClassifier, task: SequenceTask, batch_size: int,
+             split: str = "test") -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) on the whole `test` or `val` split."""
     model.eval()
     correct = torch.zeros((), dtype=torch.int64, device=task.device)
     loss = torch.zeros((), dtype=torch.float64, device=task.device)
-    for x, y in task.test_batches(batch_size):
+    count = 0
+    for x, y in task.eval_batches(batch_size, split):
         logits = model(x)
         loss += F.cross_entropy(logits, y, reduction="sum")
         correct += (logits.argmax(dim=-1) == y).sum()
+        count += len(y)
     model.train()
-    return correct.item() / task.num_test, loss.item() / task.num_test
+    return correct.item() / count, loss.item() / count
+
+
+@dataclass
+class BestValidation:
+    """Early stopping's record: the last validation accuracy, the best one and its step, and
+    the test accuracy at that step (the number a validation-chosen model reports)."""
+
+    last: float | None = None
+    best: float | None = None
+    step: int | None = None
+    test: float | None = None
+
+    def update(self, step: int, val: float, test: float) -> bool:
+        """Record an evaluation; True when it is the best so far (ties keep the earlier)."""
+        self.last = val
+        if self.best is not None and val <= self.best:
+            return False
+        self.best, self.step, self.test = val, step, test
+        return True
+
+    @classmethod
+    def restored(cls, state: Any, max_step: int) -> BestValidation:
+        """From a checkpoint (absent in those written before validation splits existed);
+        ValueError when it is not one a run writes."""
+        record = cls(**(state or {}))
+        numbers = (record.last, record.best, record.test)
+        step_ok = record.step is None or (isinstance(record.step, int)
+                                          and 0 <= record.step <= max_step)
+        if not step_ok or not all(v is None or (isinstance(v, float) and 0 <= v <= 1)
+                                  for v in numbers):
+            raise ValueError("the validation record is not one a run writes")
+        return record
 
 
 class StepWindow:
@@ -138,6 +175,14 @@ def _restore(path: Path, parts: RunParts, state: dict[str, Any], train: DictConf
                               f"{e}); {UNTOUCHED}") from None
 
 
+def _restored_validation(path: Path, state: dict[str, Any]) -> BestValidation:
+    try:
+        return BestValidation.restored(state.get("validation"), state["step"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path} does not fit this run ({e}); {UNTOUCHED}"
+                              ) from None
+
+
 def _check_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
     """Every per-weight buffer (momentum, Adagrad's sum) has its weight's shape and dtype:
     torch's load_state_dict accepts any, and training would fail or go wrong later."""
@@ -154,6 +199,21 @@ def _check_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
                                      f"{tuple(param.shape)}")
 
 
+def _draw_gradient_flow(loop: Loop, monitor: Monitor) -> None:
+    x, y = next(loop.task.eval_batches(32))
+    figure = plot_gradient_flow({loop.cfg.model.name: gradient_flow(loop.model, x, y)},
+                                f"step {loop.step}")
+    monitor.writer.add_figure("gradient_flow", figure, loop.step)
+
+
+def _evaluation_line(loop: Loop, test_loss: float) -> str:
+    v = loop.validation
+    val = ("" if v.last is None else
+           f"; val accuracy {v.last:.4f} (best {v.best:.4f} at step {v.step})")
+    return (f"eval step {loop.step}: test accuracy {loop.last:.4f} (best {loop.best:.4f}) "
+            f"test loss {test_loss:.4f}{val}")
+
+
 class Loop:
     """A run's training state (what a checkpoint restores) and the steps that change it."""
 
@@ -168,6 +228,7 @@ class Loop:
         self.best: float | None = None
         self.last: float | None = None
         self.evaluations: list[list[float]] = []
+        self.validation = BestValidation()
         self.wall_time_s, self._session_start = 0.0, time.perf_counter()
         self.requeues = requeues
         self.stability = stability_report(self.model.cell, self.task.seq_len)
@@ -183,6 +244,7 @@ class Loop:
             "sampler": self.parts.sampler.state_dict(), "task": self.task.state_dict(),
             "rng": capture_rng(), "best": self.best, "last": self.last,
             "evaluations": self.evaluations, "wall_time_s": self.elapsed(),
+            "validation": asdict(self.validation),
             "last_finite_loss": self.last_finite_loss,
             "window": (self.window.rows(self.step), self.window.examples),
         }
@@ -193,6 +255,7 @@ class Loop:
         self.window = _restore(path, self.parts, state, self.cfg.train)
         self.step, self.best, self.last = state["step"], state["best"], state["last"]
         self.evaluations = state["evaluations"]
+        self.validation = _restored_validation(path, state)
         self.wall_time_s, self._session_start = state["wall_time_s"], time.perf_counter()
         self.last_finite_loss = state["last_finite_loss"]
 
@@ -229,22 +292,28 @@ class Loop:
             monitor.window(self.step, self.cfg.train.steps, stats)
             self.window = StepWindow(self.cfg.train.log_every, self.parts.device, self.step)
 
-    def run_evaluation(self, monitor: Monitor) -> None:
+    def run_evaluation(self, monitor: Monitor, run_dir: Path | None = None) -> None:
+        """Test (and validation) accuracy now; a new best validation accuracy also writes the
+        state to checkpoints/best.pt in `run_dir`."""
         accuracy, loss = evaluate(self.model, self.task, self.cfg.train.eval_batch_size)
         self.last = accuracy
         self.best = accuracy if self.best is None else max(self.best, accuracy)
-        self.evaluations.append([self.step, accuracy])
         # The spectrum needs a host eigensolver (tens of ms at n=256): done at evaluations,
         # where it is small beside the evaluation itself, not at every log line.
-        monitor.scalars(self.step, {"test/accuracy": accuracy, "test/loss": loss,
-                                    **recurrent_spectrum(self.model.cell, self.task.seq_len)})
+        scalars = {"test/accuracy": accuracy, "test/loss": loss,
+                   **recurrent_spectrum(self.model.cell, self.task.seq_len)}
+        if self.task.num_val:
+            val, val_loss = evaluate(self.model, self.task, self.cfg.train.eval_batch_size, "val")
+            scalars |= {"val/accuracy": val, "val/loss": val_loss}
+            self.evaluations.append([self.step, accuracy, val])
+            if self.validation.update(self.step, val, accuracy) and run_dir is not None:
+                save_atomic(self.state_dict(), run_dir / BEST_CHECKPOINT)
+        else:
+            self.evaluations.append([self.step, accuracy])
+        monitor.scalars(self.step, scalars)
         if self.cfg.train.gradient_flow:
-            x, y = next(self.task.test_batches(32))
-            figure = plot_gradient_flow({self.cfg.model.name: gradient_flow(self.model, x, y)},
-                                        f"step {self.step}")
-            monitor.writer.add_figure("gradient_flow", figure, self.step)
-        monitor.progress(self.step, f"eval step {self.step}: test accuracy {accuracy:.4f} "
-                                    f"(best {self.best:.4f}) test loss {loss:.4f}")
+            _draw_gradient_flow(self, monitor)
+        monitor.progress(self.step, _evaluation_line(self, loss))
 
     def fit(self, monitor: Monitor, run_dir: Path,
             stop: Callable[[], bool] = lambda: False) -> Status:
@@ -255,7 +324,7 @@ class Loop:
         self.task.save_artifacts(run_dir)
         if self.step >= train.steps:  # train.steps=0, or killed after the final checkpoint
             if not self.evaluations:
-                self.run_evaluation(monitor)
+                self.run_evaluation(monitor, run_dir)
             return Status.COMPLETED
         while self.step < train.steps:
             self.train_step(*self.task.train_batch(self.parts.sampler.next()))
@@ -273,7 +342,7 @@ class Loop:
             if do_log:
                 self.log_window(monitor)
             if do_eval:
-                self.run_evaluation(monitor)
+                self.run_evaluation(monitor, run_dir)
             if do_ckpt:
                 save_atomic(self.state_dict(), run_dir / CHECKPOINT)
             monitor.advance(step)
@@ -282,19 +351,27 @@ class Loop:
         return Status.COMPLETED
 
     def result(self, status: Status, error: str | None = None) -> RunResult:
-        cfg, diverged = self.cfg, self.diverged if status is Status.DIVERGED else None
-        return RunResult(
-            status=status, model=cfg.model.name, dataset=cfg.dataset.name,
-            optimizer=cfg.optimizer.name, test_accuracy=self.last, best_test_accuracy=self.best,
-            params=count_parameters(self.model), steps=self.step,
-            wall_time_s=round(self.elapsed(), 3), hidden_size=cfg.model.hidden_size,
-            device=str(self.parts.device), backend=getattr(self.model.cell, "backend", None),
-            train_limit=cfg.dataset.train_limit, test_limit=cfg.dataset.test_limit,
-            num_train=self.task.num_train, num_test=self.task.num_test,
-            diverged_step=diverged[0] if diverged else None,
-            divergence=diverged[1] if diverged else None,
-            last_finite_loss=self.last_finite_loss, error=error, requeues=self.requeues,
-            euler_rho=None if self.stability is None else self.stability.euler_rho,
-            log10_growth=None if self.stability is None else self.stability.log10_growth,
-            evaluations=self.evaluations, config=self.identity,
-        )
+        """The run's record now (results.json)."""
+        return _result(self, status, error)
+
+
+def _result(loop: Loop, status: Status, error: str | None) -> RunResult:
+    cfg, diverged = loop.cfg, loop.diverged if status is Status.DIVERGED else None
+    return RunResult(
+        status=status, model=cfg.model.name, dataset=cfg.dataset.name,
+        optimizer=cfg.optimizer.name, test_accuracy=loop.last, best_test_accuracy=loop.best,
+        val_accuracy=loop.validation.last, best_val_accuracy=loop.validation.best,
+        best_val_step=loop.validation.step, test_accuracy_at_best_val=loop.validation.test,
+        num_val=loop.task.num_val,
+        params=count_parameters(loop.model), steps=loop.step,
+        wall_time_s=round(loop.elapsed(), 3), hidden_size=cfg.model.hidden_size,
+        device=str(loop.parts.device), backend=getattr(loop.model.cell, "backend", None),
+        train_limit=cfg.dataset.train_limit, test_limit=cfg.dataset.test_limit,
+        num_train=loop.task.num_train, num_test=loop.task.num_test,
+        diverged_step=diverged[0] if diverged else None,
+        divergence=diverged[1] if diverged else None,
+        last_finite_loss=loop.last_finite_loss, error=error, requeues=loop.requeues,
+        euler_rho=None if loop.stability is None else loop.stability.euler_rho,
+        log10_growth=None if loop.stability is None else loop.stability.log10_growth,
+        evaluations=loop.evaluations, config=loop.identity,
+    )

@@ -43,6 +43,10 @@ class Status(str, Enum):
         return self in (Status.COMPLETED, Status.DIVERGED)
 
 
+ACCURACIES = ("test_accuracy", "best_test_accuracy", "val_accuracy", "best_val_accuracy",
+              "test_accuracy_at_best_val")
+
+
 class ResultsError(UserError):
     """A results.json or halving.json that exists but cannot be used; the message names it."""
 
@@ -55,6 +59,10 @@ class RunResult:
     optimizer: str
     test_accuracy: float | None = None  # at the last evaluation, 0..1
     best_test_accuracy: float | None = None  # best over all evaluations, 0..1
+    val_accuracy: float | None = None  # validation split, last evaluation (None: no split)
+    best_val_accuracy: float | None = None  # best validation accuracy over all evaluations
+    best_val_step: int | None = None  # its step (checkpoints/best.pt holds that state)
+    test_accuracy_at_best_val: float | None = None  # early stopping's report
     params: int | None = None  # trainable parameters
     steps: int = 0  # iterations done
     wall_time_s: float = 0.0  # training time summed over resumed sessions
@@ -65,6 +73,7 @@ class RunResult:
     test_limit: int | None = None
     num_train: int | None = None
     num_test: int | None = None
+    num_val: int | None = None
     diverged_step: int | None = None
     divergence: str | None = None  # why the run is `diverged` (not finite, or train.max_loss)
     last_finite_loss: float | None = None
@@ -72,7 +81,8 @@ class RunResult:
     requeues: int = 0  # times SLURM's signal stopped the run for a requeue
     euler_rho: float | None = None  # at the start: max_i |1 + eps mu_i(A)| (arnn.stability)
     log10_growth: float | None = None  # at the start: T log10(euler_rho), i.e. log10(rho^T)
-    evaluations: list[list[float]] = field(default_factory=list)  # [step, test accuracy]
+    # [step, test accuracy(, validation accuracy)]
+    evaluations: list[list[float]] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)  # the run's identity (arnn.identity)
 
     @classmethod
@@ -111,8 +121,7 @@ class RunResult:
         hints = get_type_hints(cls)
         for name in data.keys() & hints.keys() - {"status"}:
             if not _fits(data[name], hints[name]) or (
-                name in ("test_accuracy", "best_test_accuracy")
-                and data[name] is not None and not 0 <= data[name] <= 1
+                name in ACCURACIES and data[name] is not None and not 0 <= data[name] <= 1
             ) or (hints[name] is int and data[name] < 0):
                 raise ResultsError(f"{path}: {name} is {data[name]!r:.60}, which a run does "
                                    f"not write ({_hint_text(hints[name])} expected)")

@@ -17,14 +17,14 @@ from typing import Any
 from omegaconf import DictConfig
 
 from arnn.build import build
-from arnn.checkpoint import CHECKPOINT, load_checkpoint, max_checkpoint_bytes
+from arnn.checkpoint import BEST_CHECKPOINT, CHECKPOINT, load_checkpoint, max_checkpoint_bytes
 from arnn.config import validate
 from arnn.errors import ConfigError, UserError, invalid
 from arnn.identity import check_same_run, fingerprint
 from arnn.loop import Hook, Loop
 from arnn.monitor import Monitor, hparams_of
 from arnn.preemption import SignalCatcher, hand_over
-from arnn.results import RESULTS_FILE, RunResult, Status
+from arnn.results import ACCURACIES, RESULTS_FILE, RunResult, Status
 from arnn.stability import stability_warning
 from arnn.storage import RunDirLock, check_run_dir, remove_stale_temporaries
 
@@ -95,9 +95,9 @@ def failures_recorded(run_dir: Path, failed: Callable[[BaseException], RunResult
 
 
 def run(cfg: DictConfig, run_dir: str | Path, on_start: Callable[[], None] | None = None,
-        hooks: Iterable[Hook] = ()) -> float:
-    """Train and evaluate one configuration in `run_dir`; returns the best test accuracy (the
-    sweep objective; 0.0 when there was no evaluation).
+        hooks: Iterable[Hook] = ()) -> float | None:
+    """Train and evaluate one configuration in `run_dir`; returns the best validation accuracy
+    (what a sweeper maximises: never a test number; None without a validation split).
 
     Bad values raise ConfigError before anything is written. The run holds the directory's lock
     while it works: a second process on it raises RunDirBusy and changes nothing. It then reads
@@ -120,7 +120,7 @@ def run(cfg: DictConfig, run_dir: str | Path, on_start: Callable[[], None] | Non
 
 
 def _run_locked(cfg: DictConfig, run_dir: Path, on_start: Callable[[], None],
-                hooks: Iterable[Hook]) -> float:
+                hooks: Iterable[Hook]) -> float | None:
     identity = fingerprint(cfg)
     previous = RunResult.read(run_dir)
     if previous is not None and previous.status.finished and cfg.train.resume != "never":
@@ -131,7 +131,7 @@ def _run_locked(cfg: DictConfig, run_dir: Path, on_start: Callable[[], None],
         raise todo.error
     if isinstance(todo, Skip):
         log.info("%s: already %s, not trained again", run_dir, previous.status)
-        return previous.best_test_accuracy or 0.0
+        return previous.best_val_accuracy
     if isinstance(todo, Extend):
         log.info("%s: extending from %d to %d steps", run_dir, todo.from_steps, cfg.train.steps)
     try:
@@ -152,7 +152,7 @@ def _run_locked(cfg: DictConfig, run_dir: Path, on_start: Callable[[], None],
         result = _fit(loop, cfg, run_dir)
     result.write(run_dir)
     _report_end(result)
-    return result.best_test_accuracy or 0.0
+    return result.best_val_accuracy
 
 
 def _prepare(cfg: DictConfig, run_dir: Path, todo: Plan, identity: dict[str, Any],
@@ -190,8 +190,7 @@ def _fit(loop: Loop, cfg: DictConfig, run_dir: Path) -> RunResult:
                 hand_over(loop, signals, run_dir)
         result = loop.result(status)
         monitor.hparams(hparams_of(cfg),
-                        {"hparams/test_accuracy": result.test_accuracy or 0.0,
-                         "hparams/best_test_accuracy": result.best_test_accuracy or 0.0},
+                        {f"hparams/{name}": getattr(result, name) or 0.0 for name in ACCURACIES},
                         loop.step)
     return result
 
@@ -205,3 +204,7 @@ def _report_end(result: RunResult) -> None:
         log.info("completed %d steps: test accuracy %.4f (best %.4f), %d parameters, %.1f s",
                  result.steps, result.test_accuracy, result.best_test_accuracy, result.params,
                  result.wall_time_s)
+    if result.best_val_accuracy is not None:
+        log.info("best validation accuracy %.4f at step %d: test accuracy there %.4f (%s)",
+                 result.best_val_accuracy, result.best_val_step,
+                 result.test_accuracy_at_best_val, BEST_CHECKPOINT)

@@ -52,6 +52,7 @@ class SequenceTask:
         train: tuple[np.ndarray, np.ndarray],
         test: tuple[np.ndarray, np.ndarray],
         *,
+        val: tuple[np.ndarray, np.ndarray] | None = None,
         scale: float,
         mean: np.ndarray,
         std: np.ndarray,
@@ -61,8 +62,8 @@ class SequenceTask:
         noise_seed: int = 0,
         num_classes: int = 10,
     ) -> None:
-        """train/test: (images (N, T0, m) uint8, labels (N,)). Model input per step:
-        (stored * scale - mean) / std, with mean and std of length m."""
+        """train/val/test: (images (N, T0, m) uint8, labels (N,)); no val: an empty one.
+        Model input per step: (stored * scale - mean) / std, with mean and std of length m."""
         self.name, self.device, self.num_classes = name, device, num_classes
         train_x, test_x = train[0], test[0]
         self.input_size = train_x.shape[2]
@@ -74,12 +75,18 @@ class SequenceTask:
         self.noise_steps, self.noise_seed = noise_steps, noise_seed
         self.train_x = torch.as_tensor(np.ascontiguousarray(train_x)).to(device)
         self.train_y = torch.as_tensor(train[1], dtype=torch.int64).to(device)
-        self.test_x = torch.as_tensor(np.ascontiguousarray(test_x)).to(device)
-        self.test_y = torch.as_tensor(test[1], dtype=torch.int64).to(device)
-        # Training noise is fresh on every use; the test noise restarts from noise_seed for each
-        # evaluation, so evaluations are repeatable.
+        if val is None:
+            val = (test_x[:0], test[1][:0])
+        # The evaluated splits: (images, labels, seed of their padding noise).
+        self.splits = {
+            name: (torch.as_tensor(np.ascontiguousarray(x)).to(device),
+                   torch.as_tensor(y, dtype=torch.int64).to(device), noise_seed + offset)
+            for offset, (name, (x, y)) in enumerate((("test", test), ("val", val)))
+        }
+        # Training noise is fresh on every use; an evaluated split's noise restarts from its
+        # seed for each evaluation, so evaluations are repeatable.
         self.train_noise = torch.Generator(device=device)
-        self.test_noise = torch.Generator(device=device)
+        self.eval_noise = torch.Generator(device=device)
 
     @property
     def num_train(self) -> int:
@@ -87,7 +94,11 @@ class SequenceTask:
 
     @property
     def num_test(self) -> int:
-        return len(self.test_y)
+        return len(self.splits["test"][1])
+
+    @property
+    def num_val(self) -> int:
+        return len(self.splits["val"][1])
 
     def seed(self, seed: int) -> None:
         self.train_noise.manual_seed(seed)
@@ -107,11 +118,14 @@ class SequenceTask:
     def train_batch(self, index: Tensor) -> tuple[Tensor, Tensor]:
         return self.sequences(self.train_x[index], self.train_noise), self.train_y[index]
 
-    def test_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
-        self.test_noise.manual_seed(self.noise_seed)
-        for start in range(0, self.num_test, batch_size):
+    def eval_batches(self, batch_size: int, split: str = "test"
+                     ) -> Iterator[tuple[Tensor, Tensor]]:
+        """The split (`test` or `val`) in order, its padding noise drawn afresh from its seed."""
+        x, y, seed = self.splits[split]
+        self.eval_noise.manual_seed(seed)
+        for start in range(0, len(y), batch_size):
             sl = slice(start, start + batch_size)
-            yield self.sequences(self.test_x[sl], self.test_noise), self.test_y[sl]
+            yield self.sequences(x[sl], self.eval_noise), y[sl]
 
     def state_dict(self) -> dict[str, Any]:
         return {"train_noise": self.train_noise.get_state()}
@@ -124,6 +138,30 @@ class SequenceTask:
         if self.permutation is not None:
             perm = self.permutation.cpu().tolist()
             write_atomic(run_dir / "permutation.json", json.dumps(perm).encode())
+
+
+Split = tuple[np.ndarray, np.ndarray]  # images, labels
+
+
+def split_validation(images: np.ndarray, labels: np.ndarray, size: int | float, seed: int
+                     ) -> tuple[Split, Split | None]:
+    """(training part, validation part) of a training split: `size` examples (an int) or that
+    fraction of it (a float in (0, 1)), stratified by class and drawn from `seed` alone, so that
+    every job of a sweep, whatever its model or seed, holds out the same examples. 0: no
+    validation part (None)."""
+    from sklearn.model_selection import train_test_split
+
+    if size == 0:
+        return (images, labels), None
+    n, classes = len(labels), len(np.unique(labels))
+    count = size if isinstance(size, int) else round(size * n)
+    if not classes <= count <= n - classes:
+        raise invalid("dataset.val_size", size, f"the training split has {n} examples of "
+                      f"{classes} classes: hold out {classes} to {n - classes} (or 0: none)")
+    train, val = train_test_split(np.arange(n), test_size=count, random_state=seed,
+                                  stratify=labels)
+    train, val = np.sort(train), np.sort(val)  # the files' order, as without a split
+    return (images[train], labels[train]), (images[val], labels[val])
 
 
 def _limit(split: tuple[np.ndarray, np.ndarray], limit: int | None) -> tuple[np.ndarray, ...]:
@@ -227,9 +265,11 @@ def build_task(cfg: DictConfig, data_dir: str | Path, device: torch.device) -> S
         raise invalid("dataset", cfg.name, DATASETS)
     spec = DATASETS[cfg.name]
     arrays = spec.reader(cfg, Path(cfg.path if cfg.path else data_dir).expanduser())
-    train_images = arrays["train_images"]
+    (train_images, train_labels), val = split_validation(
+        arrays["train_images"], arrays["train_labels"], cfg.val_size, cfg.val_seed)
     channels = train_images.shape[3] if train_images.ndim == 4 else 1
-    # Per-channel statistics of the whole training split (before train_limit), in [0, 1] units.
+    # Per-channel statistics of the training part (before train_limit; never the validation
+    # examples), in [0, 1] units.
     if cfg.standardize:
         values = train_images.reshape(-1, channels).astype(np.float64) * spec.scale
         mean, std = values.mean(axis=0), values.std(axis=0)
@@ -242,15 +282,16 @@ def build_task(cfg: DictConfig, data_dir: str | Path, device: torch.device) -> S
             return images.reshape(len(images), images.shape[1], -1)
         return images.reshape(len(images), -1, channels)  # one pixel per step, scan-line order
 
-    train = _limit((as_sequences(train_images), arrays["train_labels"]), cfg.train_limit)
+    train = _limit((as_sequences(train_images), train_labels), cfg.train_limit)
     test = _limit((as_sequences(arrays["test_images"]), arrays["test_labels"]), cfg.test_limit)
+    val = None if val is None else (as_sequences(val[0]), val[1])
     steps, step_size = train[0].shape[1:]
     repeat = step_size // channels  # a row step holds 32 pixels, each with the same statistics
     noise_steps = cfg.seq_len - steps if spec.noise_padded else 0
     if noise_steps < 0:
         raise invalid("dataset.seq_len", cfg.seq_len,
                       f"{cfg.name} needs at least its {steps} image rows")
-    top = max(int(labels.max()) for labels in (train[1], test[1]) if len(labels))
+    top = max(int(labels.max()) for labels in (train[1], test[1]) if len(labels))  # val: in train
     if top >= cfg.num_classes:
         raise invalid("dataset.num_classes", cfg.num_classes,
                       f"the labels of {cfg.name} go up to {top}; it needs at least {top + 1}")
@@ -263,6 +304,7 @@ def build_task(cfg: DictConfig, data_dir: str | Path, device: torch.device) -> S
         cfg.name,
         train,
         test,
+        val=val,
         scale=spec.scale,
         mean=np.tile(mean, repeat),
         std=np.tile(std, repeat),

@@ -31,7 +31,7 @@ from arnn.results import (
     write_halving,
 )
 
-from .config import METRICS
+from .config import METRICS, TEST_METRICS, VALIDATION_METRICS
 
 
 def rung_budgets(min_steps: int, eta: int, final_steps: int) -> list[int]:
@@ -67,10 +67,39 @@ def ranked(outcomes: dict[int, dict[str, Any]]) -> list[int]:
     return sorted(outcomes, key=key)
 
 
-def promote(outcomes: dict[int, dict[str, Any]], eta: int) -> list[int]:
-    """The best floor(n / eta) (at least one) of the completed jobs."""
-    keep = max(1, len(outcomes) // eta)
-    return [j for j in ranked(outcomes) if outcomes[j]["status"] == Status.COMPLETED][:keep]
+def grid_points(configs: list[list[str]]) -> list[tuple[str, ...]]:
+    """Each job's grid point: its overrides but the seed (jobs differing only in seed are one
+    point, measured over its seeds)."""
+    return [tuple(o for o in config if o.split("=", 1)[0].lstrip("+~") != "seed")
+            for config in configs]
+
+
+def point_scores(outcomes: dict[int, dict[str, Any]], points: list[tuple[str, ...]]
+                 ) -> dict[tuple[str, ...], tuple[float | None, list[int]]]:
+    """Each grid point of the rung: (its mean metric over its seeds, a seed that did not
+    complete counting 0; None when none completed) and its jobs."""
+    jobs: dict[tuple[str, ...], list[int]] = {}
+    for job in sorted(outcomes):
+        jobs.setdefault(points[job], []).append(job)
+    scores = {}
+    for point, members in jobs.items():
+        done = [outcomes[j] for j in members if outcomes[j]["status"] == Status.COMPLETED
+                and outcomes[j]["metric"] is not None]
+        mean = sum(o["metric"] for o in done) / len(members) if done else None
+        scores[point] = (mean, members)
+    return scores
+
+
+def promote(outcomes: dict[int, dict[str, Any]], eta: int,
+            points: list[tuple[str, ...]] | None = None) -> list[int]:
+    """The completed jobs of the best floor(n / eta) (at least one) of the rung's n grid points,
+    by mean metric; ties by the first job number."""
+    points = points or [(str(j),) for j in range(max(outcomes, default=-1) + 1)]
+    scores = point_scores(outcomes, points)
+    order = sorted((p for p in scores if scores[p][0] is not None),
+                   key=lambda p: (-scores[p][0], scores[p][1][0]))
+    keep = order[:max(1, len(scores) // eta)]
+    return [j for p in keep for j in scores[p][1] if outcomes[j]["status"] == Status.COMPLETED]
 
 
 class HalvingSweeperImpl:
@@ -96,6 +125,20 @@ class HalvingSweeperImpl:
             raise invalid("hydra.sweeper.eta", self.eta, "must be an integer >= 2")
         if self.metric not in METRICS:
             raise invalid("hydra.sweeper.metric", self.metric, METRICS)
+        if self.metric in TEST_METRICS:
+            print(f"[halving] warning: ranking by {self.metric} chooses on the test split; the "
+                  "chosen configuration's test accuracy is then not a test result", flush=True)
+
+    def _check_validation(self, configs: list[list[str]]) -> None:
+        """Ranking by validation needs a validation split in every job."""
+        if self.metric not in VALIDATION_METRICS:
+            return
+        sizes = {o.split("=", 1)[1] for c in configs for o in c
+                 if o.startswith("dataset.val_size=")} or {str(self.config.dataset.val_size)}
+        if "0" in sizes:
+            raise invalid("dataset.val_size", 0, f"hydra.sweeper.metric={self.metric} ranks by "
+                          "the validation split: hold some out (dataset.val_size > 0), or rank "
+                          "by a test metric knowingly")
 
     def _grid(self, arguments: list[str]) -> list[list[str]]:
         params = self.basic._parse_config() + list(arguments)
@@ -114,6 +157,7 @@ class HalvingSweeperImpl:
     def sweep(self, arguments: list[str]) -> Any:
         self._check_settings()
         configs = self._grid(arguments)
+        self._check_validation(configs)
         final_steps = int(self.config.train.steps)
         if final_steps < 1:
             raise invalid("train.steps", final_steps, "the last rung's budget must be >= 1")
@@ -148,7 +192,7 @@ class HalvingSweeperImpl:
         returns.append(self.launcher.launch(batch, initial_job_idx=0))
         outcomes = {j: outcome(sweep_dir / str(j), self.metric) for j in alive}
         last = r == len(budgets) - 1
-        promoted = [] if last else promote(outcomes, self.eta)
+        promoted = [] if last else promote(outcomes, self.eta, grid_points(configs))
         record["rungs"][r].update(
             outcomes={str(j): o for j, o in outcomes.items()}, promoted=promoted, done=True)
         write_halving(sweep_dir, record)

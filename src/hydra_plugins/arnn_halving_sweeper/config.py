@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-METRICS = ("test_accuracy", "best_test_accuracy")
+VALIDATION_METRICS = ("val_accuracy", "best_val_accuracy")
+TEST_METRICS = ("test_accuracy", "best_test_accuracy")  # selecting on them: no test result
+METRICS = VALIDATION_METRICS + TEST_METRICS
 
 
 @dataclass

@@ -13,7 +13,7 @@ from arnn.errors import UserError, exit_with
 
 class HalvingSweeper(Sweeper):
     def __init__(self, params: dict[str, str] | None = None, min_steps: int = 1000, eta: int = 3,
-                 metric: str = "test_accuracy") -> None:
+                 metric: str = "val_accuracy") -> None:
         from ._impl import HalvingSweeperImpl
 
         self.sweeper = HalvingSweeperImpl(params, min_steps, eta, metric)
