@@ -294,8 +294,9 @@ def check_selectable(jobs: list[Job], select: str) -> None:
 def halving_markdown(sweep_dir: Path, record: dict[str, Any]) -> list[str]:
     budgets, configs = record["budgets"], record["configs"]
     trained, full = steps_trained(record), len(configs) * budgets[-1]
+    points = len({tuple(o for o in c if not o.startswith("seed=")) for c in configs})
     lines = [f"## Successive halving: {sweep_dir}", "",
-             f"{len(configs)} configurations, eta {record.get('eta')}, ranked by "
+             f"{len(configs)} jobs ({points} grid points), eta {record.get('eta')}, ranked by "
              f"{record.get('metric')}; {trained} steps trained against {full} for the full "
              f"grid ({trained / full:.1%}).", "",
              "| rung | budget (steps) | jobs | completed | promoted |", "|---|---|---|---|---|"]
