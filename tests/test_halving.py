@@ -102,8 +102,9 @@ def test_halving_sweep_end_to_end_and_rerun_trains_nothing(tmp_path):
     assert [r["budget"] for r in record["rungs"]] == [10, 20, 40]
     assert [len(r["jobs"]) for r in record["rungs"]] == [4, 2, 1]
     for r, rung in enumerate(record["rungs"][:-1]):  # the best half of each rung goes on
-        # each job's test accuracy at the rung's budget, from its own evaluations
-        at_budget = {j: dict((int(s), a) for s, a in RunResult.read(sweep / str(j)).evaluations)
+        # each job's validation accuracy at the rung's budget, from its own evaluations
+        # ([step, test, validation]): the sweeper's default metric
+        at_budget = {j: {int(e[0]): e[2] for e in RunResult.read(sweep / str(j)).evaluations}
                      [rung["budget"]] for j in rung["jobs"]}
         best = sorted(at_budget, key=lambda j: (-at_budget[j], j))[:len(at_budget) // 2]
         assert sorted(record["rungs"][r + 1]["jobs"]) == sorted(best)
