@@ -30,6 +30,15 @@ def compose_cfg(*overrides: str, return_hydra_config: bool = False):
     return compose_config(list(overrides), CONF, return_hydra_config)
 
 
+def run_cli_patched(patch: str, *args: str, timeout: float = 300):
+    """`python train.py <args>` in a subprocess that first runs `patch` (Python source: what a
+    test makes fail inside the run, e.g. an OSError from a writer)."""
+    script = f"{patch}\nimport sys\nsys.argv = ['train.py', *{list(args)!r}]\n" \
+             "from arnn.cli import main; main()\n"
+    return subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300):
     """`python train.py <args>` in a subprocess, as a user would run it."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

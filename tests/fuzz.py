@@ -92,11 +92,12 @@ def in_child(call: Callable[[], object], cap: int = MEMORY_CAP) -> Outcome:
     )
 
 
-def mutations(data: bytes, seed: int = 0, flips: int = 30) -> Iterator[tuple[str, bytes]]:
+def mutations(data: bytes, seed: int = 0, flips: int = 30, random_cuts: int = 12
+              ) -> Iterator[tuple[str, bytes]]:
     """Truncations at many cut points, random byte flips, an empty file."""
     rng = random.Random(seed)
     cuts = sorted({0, 1, 3, 4, 7, 8, 12, 15, 16, len(data) // 2, len(data) - 1}
-                  | {rng.randrange(len(data)) for _ in range(12)})
+                  | {rng.randrange(len(data)) for _ in range(random_cuts)})
     for cut in cuts:
         if cut < len(data):
             yield f"cut{cut}", data[:cut]

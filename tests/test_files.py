@@ -6,7 +6,6 @@ import gzip
 import io
 import os
 import pickle
-import random
 import signal
 import struct
 import subprocess
@@ -32,8 +31,10 @@ from tests.fixtures import (
     compose_cfg,
     read_checkpoint,
     run_cli,
+    run_cli_patched,
     write_cifar10,
 )
+from tests.fuzz import mutations
 
 SHARED_CIFAR = CIFAR_JPEG_DIR / "make_cifar10.py"
 
@@ -191,19 +192,8 @@ def _idx_bytes(images: np.ndarray) -> bytes:
     return header + images.tobytes()
 
 
-def _mutations(data: bytes, seed: int = 0, flips: int = 40):
-    """Truncations at many cut points, random byte flips, an empty file."""
-    rng = random.Random(seed)
-    cuts = sorted({0, 1, 3, 4, 7, 8, 12, 15, 16, len(data) // 2, len(data) - 1}
-                  | {rng.randrange(len(data)) for _ in range(15)})
-    for cut in cuts:
-        if cut < len(data):
-            yield f"cut{cut}", data[:cut]
-    for i in range(flips):
-        flipped = bytearray(data)
-        for _ in range(1 + i % 3):
-            flipped[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
-        yield f"flip{i}", bytes(flipped)
+def _mutations(data: bytes):
+    return mutations(data, seed=0, flips=40, random_cuts=15)
 
 
 def _fuzz(tmp_path, name, data, read, error, valid, gz=False):
@@ -432,15 +422,11 @@ def test_a_failing_results_write_keeps_the_previous_one(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_failing_write_from_the_command_line_is_one_line(tmp_path):
-    script = (
-        "import errno, os, sys; from arnn import storage\n"
+    proc = run_cli_patched(
+        "import errno; from arnn import storage\n"
         "def fsync(fd): raise OSError(errno.EIO, 'Input/output error')\n"
-        "storage.os.fsync = fsync\n"
-        f"sys.argv = ['train.py', *{list(SMALL)!r}, 'train.steps=2', 'hydra.run.dir={tmp_path}']\n"
-        "from arnn.cli import main; main()\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+        "storage.os.fsync = fsync\n",
+        *SMALL, "train.steps=2", f"hydra.run.dir={tmp_path}")
     line = _one_line_error(proc, tmp_path / ".hydra" / "config.yaml")
     assert "Input/output error (errno 5)" in line
 

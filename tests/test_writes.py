@@ -11,7 +11,6 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from arnn.errors import UserError, one_line
 from arnn.results import RunResult
 from arnn.run_dir import run
 from arnn.storage import LOCK_FILE, RunDirLock, RunLogHandler, UnsafeRunDir, WriteError
-from tests.fixtures import ROOT, SMALL, compose_cfg, run_cli, write_cifar10
+from tests.fixtures import SMALL, compose_cfg, run_cli, run_cli_patched, write_cifar10
 from tests.fuzz import in_child
 
 ARGS = (*SMALL, "train.steps=2")
@@ -242,16 +241,11 @@ def test_a_lock_that_is_a_directory_from_the_command_line(tmp_path):
 def test_an_os_error_anywhere_in_a_run_is_one_line_from_the_command_line(tmp_path):
     """A file system error the run does not expect (here, TensorBoard's event file) still
     ends in one line naming the file, exit 2."""
-    script = (
-        "import errno, os, sys\n"
-        "from torch.utils.tensorboard import SummaryWriter\n"
+    proc = run_cli_patched(
+        "import errno; from torch.utils.tensorboard import SummaryWriter\n"
         "def refuse(*a, **k): raise OSError(errno.EROFS, 'Read-only file system', 'events.x')\n"
-        "SummaryWriter.__init__ = refuse\n"
-        f"sys.argv = ['train.py', *{list(ARGS)!r}, 'hydra.run.dir={tmp_path / 'run'}']\n"
-        "from arnn.cli import main; main()\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+        "SummaryWriter.__init__ = refuse\n",
+        *ARGS, f"hydra.run.dir={tmp_path / 'run'}")
     _one_line(proc, "events.x", "Read-only file system")
 
 
