@@ -202,3 +202,11 @@ def test_a_resumed_run_keeps_its_validation_record(tmp_path):
     best_a = read_checkpoint(tmp_path / "straight" / BEST_CHECKPOINT)["model"]
     best_b = read_checkpoint(tmp_path / "killed" / BEST_CHECKPOINT)["model"]
     assert all(torch.equal(best_a[k], best_b[k]) for k in best_a)
+
+
+def test_a_run_that_diverges_before_any_evaluation_scores_zero_for_a_sweeper(tmp_path):
+    args = (*SMALL, "optimizer.lr=1e12", "train.steps=200", "train.log_every=50")
+    assert run(compose_cfg(*args), tmp_path / "a") == 0.0
+    assert RunResult.read(tmp_path / "a").status == "diverged"
+    assert run(compose_cfg(*args), tmp_path / "a") == 0.0  # skipped: the same answer
+    assert run(compose_cfg(*args, "dataset.val_size=0"), tmp_path / "b") is None

@@ -131,7 +131,7 @@ def _run_locked(cfg: DictConfig, run_dir: Path, on_start: Callable[[], None],
         raise todo.error
     if isinstance(todo, Skip):
         log.info("%s: already %s, not trained again", run_dir, previous.status)
-        return previous.best_val_accuracy
+        return objective(previous)
     if isinstance(todo, Extend):
         log.info("%s: extending from %d to %d steps", run_dir, todo.from_steps, cfg.train.steps)
     try:
@@ -152,6 +152,16 @@ def _run_locked(cfg: DictConfig, run_dir: Path, on_start: Callable[[], None],
         result = _fit(loop, cfg, run_dir)
     result.write(run_dir)
     _report_end(result)
+    return objective(result)
+
+
+def objective(result: RunResult) -> float | None:
+    """What a sweeper maximises: the best validation accuracy. A run that diverged before its
+    first evaluation scores 0, so that a search learns to avoid its settings (a failed trial
+    teaches Optuna's TPE nothing, and it proposes them again); None without a validation
+    split."""
+    if result.best_val_accuracy is None and result.status is Status.DIVERGED and result.num_val:
+        return 0.0
     return result.best_val_accuracy
 
 
