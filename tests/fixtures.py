@@ -9,8 +9,10 @@ import pickle
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import yaml
 
 from arnn.config import compose_config
 
@@ -71,3 +73,93 @@ def read_checkpoint(path: Path) -> dict:
     from arnn.checkpoint import load_checkpoint
 
     return load_checkpoint(path, 64 << 20)
+
+
+def checkpoint_params(run_dir: Path, name: str = "last.pt") -> dict:
+    """The model weights a run directory's checkpoint holds."""
+    return read_checkpoint(run_dir / "checkpoints" / name)["model"]
+
+
+def files_under(root: Path) -> dict[Path, bytes]:
+    """Every regular file under `root` and its bytes, but the lock (it names its latest
+    holder)."""
+    return {p: p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.is_symlink() and p.name != ".arnn.lock"}
+
+
+def idx_bytes(shape: tuple[int, ...], body: bytes | None = None) -> bytes:
+    """An IDX file of unsigned bytes of `shape` (zeros unless `body` is given)."""
+    header = bytes((0, 0, 8, len(shape))) + b"".join(n.to_bytes(4, "big") for n in shape)
+    return header + (bytes(int(np.prod(shape))) if body is None else body)
+
+
+def one_line_error(proc: subprocess.CompletedProcess, *named: object) -> str:
+    """The one `error:` line a refused command printed (exit 2), naming each of `named`."""
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
+    for name in named:
+        assert str(name) in lines[0], lines[0]
+    return lines[0]
+
+
+def fake_job(sweep: Path, num: int | str, *, model: str = "arnn", dataset: str = "digits",
+             status: str = "completed", lr: float = 0.1, seed: int = 0, steps: int = 100,
+             evaluations: list[list[float]] | None = None, **fields: Any) -> Path:
+    """A job directory with a hand-written record, as a sweep job leaves it: .hydra/config.yaml
+    and a results.json whose accuracies derive from `evaluations` ([step, test, validation])
+    unless given as fields; `config` settings beyond these as `settings={"group": {...}}`."""
+    from arnn.results import RunResult, evaluation_summary
+
+    job = sweep / str(num)
+    (job / ".hydra").mkdir(parents=True)
+    cfg = {"model": {"name": model, "hidden_size": 16, "eps": 0.1, "gamma": 0.1,
+                     "sigma_w": 1.0},
+           "dataset": {"name": dataset}, "optimizer": {"name": "sgd", "lr": lr}, "seed": seed}
+    for group, values in fields.pop("settings", {}).items():
+        cfg[group] = {**cfg.get(group, {}), **values}
+    (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    evaluations = evaluations or []
+    values = {**evaluation_summary(evaluations), "params": 354, "num_test": 450,
+              "num_val": 135 if any(len(e) > 2 for e in evaluations) else None, **fields}
+    RunResult(status, model, dataset, "sgd", steps=steps, evaluations=evaluations,
+              config=cfg, **values).write(job)
+    return job
+
+
+def job_return(cfg: Any, failure: BaseException | None = None) -> Any:
+    """What Hydra's launcher returns for a job: completed with `cfg`, or failed with `failure`."""
+    from hydra.core.utils import JobReturn, JobStatus
+
+    ret = JobReturn(cfg=cfg)
+    ret.status = JobStatus.FAILED if failure is not None else JobStatus.COMPLETED
+    ret.return_value = failure if failure is not None else 0.0
+    return ret
+
+
+def interrupt_at(step: int):
+    """A loop hook that stops the run at `step` as Ctrl-C would in the middle of a step: no
+    checkpoint at that step (the run resumes from the last one)."""
+    def hook(loop) -> None:
+        if loop.step == step:
+            raise KeyboardInterrupt
+    return hook
+
+
+class Payload:
+    """Unpickling this runs `touch <marker>`: what a hostile file would do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def events(run_dir: Path):
+    """The TensorBoard events a run directory holds."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir))
+    acc.Reload()
+    return acc

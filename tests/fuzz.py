@@ -15,6 +15,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 MEMORY_CAP = 500 << 20  # address space a case may add to what the process already maps
 TIME_LIMIT = 5.0  # seconds a case may take
@@ -106,6 +107,27 @@ def mutations(data: bytes, seed: int = 0, flips: int = 30, random_cuts: int = 12
         for _ in range(1 + i % 3):
             flipped[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
         yield f"flip{i}", bytes(flipped)
+
+
+def expect(outcome: Outcome, codes: tuple[int, ...], label: str) -> None:
+    problem = outcome.problem()
+    assert problem is None, f"{label}: {problem}"
+    assert outcome.code in codes, f"{label}: exit {outcome.code}: {outcome.output}"
+    assert outcome.grew < MEMORY_CAP, f"{label}: grew {outcome.grew >> 20} MB"
+
+
+def fuzz_file(tmp_path: Path, data: bytes, read: Callable[[Path], object], seed: int, flips: int,
+              name: str = "f") -> int:
+    """Every mutation ends in a read or one line; returns how many were refused."""
+    refused = 0
+    for label, mutated in mutations(data, seed, flips):
+        path = tmp_path / f"{label}-{seed}" / name
+        path.parent.mkdir()
+        path.write_bytes(mutated)
+        outcome = in_child(lambda p=path: read(p))
+        expect(outcome, (0, 2), label)
+        refused += outcome.code == 2
+    return refused
 
 
 # --- pickle opcodes, to write hostile CIFAR batches byte by byte ------------------------------

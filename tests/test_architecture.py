@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,14 +19,16 @@ from tests.fixtures import ROOT
 SRC = ROOT / "src"
 # Bottom to top; a module may import only modules of a lower layer (README, "Architecture").
 LAYERS = [
-    ["arnn.errors", "arnn.grid", "arnn.bounded"],
-    ["arnn.storage", "arnn.recurrence", "arnn.data.files"],
-    ["arnn.results", "arnn.models", "arnn.optimizers", "arnn.data.sampler", "arnn.data.tasks",
-     "arnn.checkpoint"],
-    ["arnn.data", "arnn.config", "arnn.stability", "arnn.monitor", "arnn.figures"],
-    ["arnn.identity", "arnn.build"],
-    ["arnn.loop"],
-    ["arnn.preemption"],
+    ["arnn.errors", "arnn.grid", "arnn.bounded", "arnn.report.paper"],
+    ["arnn.storage", "arnn.recurrence", "arnn.data.files", "arnn.window"],
+    ["arnn.data.idx", "arnn.data.cifar", "arnn.data.task", "arnn.data.sampler", "arnn.results",
+     "arnn.models", "arnn.optimizers", "arnn.checkpoint"],
+    ["arnn.data.tasks", "arnn.points", "arnn.state"],
+    ["arnn.data", "arnn.registry"],
+    ["arnn.config", "arnn.stability", "arnn.monitor", "arnn.figures", "arnn.report.jobs"],
+    ["arnn.identity", "arnn.build", "arnn.presets", "arnn.report.choose"],
+    ["arnn.loop", "arnn.report.tables"],
+    ["arnn.preemption", "arnn.report.figures"],
     ["arnn.run_dir"],
     ["arnn.cli", "arnn.collect", "arnn.bench", "arnn.gradient_flow",
      "hydra_plugins.arnn_halving_sweeper"],
@@ -85,7 +88,7 @@ def upward_imports(src: Path = SRC) -> list[str]:
 def test_every_module_has_a_layer():
     unlisted = [_module_name(p) for p in SRC.rglob("*.py")
                 if _unit(_module_name(p)) is None
-                and _module_name(p) not in ("arnn", "hydra_plugins")]
+                and _module_name(p) not in ("arnn", "arnn.report", "hydra_plugins")]
     assert not unlisted, f"place these in LAYERS (and README's Architecture): {unlisted}"
 
 
@@ -99,7 +102,8 @@ def test_an_upward_import_is_noticed(tmp_path):
     shutil.copytree(SRC, copy, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
     results = copy / "arnn" / "results.py"
     results.write_text(results.read_text() + "\nfrom arnn.run_dir import run  # noqa\n")
-    assert upward_imports(copy) == ["arnn.results (layer 2) -> arnn.run_dir (layer 7)"]
+    run_dir = LAYER["arnn.run_dir"]
+    assert upward_imports(copy) == [f"arnn.results (layer 2) -> arnn.run_dir (layer {run_dir})"]
 
 
 def _long_definitions(kind: type, limit: int) -> list[str]:
@@ -136,6 +140,7 @@ class LeakyTanhCell(RecurrentCell):
     """h_t = (1 - alpha) h_{t-1} + alpha tanh(W h_{t-1} + V x_t + b): the walk-through's model."""
 
     settings = ("alpha", "sigma_w")
+    ranges = {"alpha": Range(0, strict=True)}
 
     def __init__(self, input_size: int, hidden_size: int, alpha: float = 0.5,
                  sigma_w: float = 1.0) -> None:
@@ -163,58 +168,142 @@ class LeakyTanhCell(RecurrentCell):
 
 CELLS["toy"] = LeakyTanhCell
 '''
-TOY_FILES = {
-    "src/arnn/models.py": lambda text: text + TOY_CELL,
-    "src/arnn/config.py": lambda text: text.replace(
-        "    backend: str | None = MISSING  # recurrence backend",
-        "    alpha: float | None = None  # toy: leak rate\n"
-        "    backend: str | None = MISSING  # recurrence backend").replace(
-        '    "model.sigma_w": (0, False, False),\n',
-        '    "model.sigma_w": (0, False, False),\n    "model.alpha": (0, True, False),\n'),
-    "conf/model/toy.yaml": lambda text: "name: toy\neps: null\ngamma: null\nbackend: null\n",
-    "conf/preset/toy_digits.yaml": lambda text: (
-        "# @package _global_\ndefaults:\n  - /optimizer: adagrad\n  - _self_\n\n"
-        "model:\n  hidden_size: 16\n  alpha: 0.5\n  sigma_w: 1.0\noptimizer:\n  lr: 0.1\n"),
-}
+TOY_DATASET = '''
+
+def _mirrored_digits(cfg: DictConfig, root: Path) -> dict[str, np.ndarray]:
+    arrays = _digits(cfg)
+    if cfg.mirror:
+        for key in ("train_images", "test_images"):
+            arrays[key] = arrays[key][:, :, ::-1].copy()
+    return arrays
 
 
-def _walkthrough_files() -> set[str]:
-    """The files README's "Adding a model" names (<name>/<dataset> as the test's)."""
+DATASETS["mirror_digits"] = DatasetSpec(_mirrored_digits, 1.0 / 16,
+                                        {**DIGITS_SPLIT, "mirror": bool})
+'''
+
+
+def _regenerated_preset_table(root: Path) -> Callable[[str], str]:
+    """README with its preset table made by scripts/preset_table.py in the copy at `root`."""
+    def edit(text: str) -> str:
+        table = subprocess.run([sys.executable, "scripts/preset_table.py"], cwd=root,
+                               env={**os.environ, "PYTHONPATH": str(root / "src")},
+                               capture_output=True, text=True, check=True).stdout.strip()
+        start = text.index("| model | task | optimizer |")
+        return text[:start] + table + text[text.index("\n\n", start):]
+    return edit
+
+
+def _walkthrough_files(section: str, name: str) -> set[str]:
+    """The files README's "Adding a <section>" names (<name>, <dataset> as the test's)."""
     text = (ROOT / "README.md").read_text()
-    section = text[text.index("### Adding a model"):text.index("### Adding a dataset")]
-    named = re.findall(r"^\d+\. `([^`]+)`", section, flags=re.MULTILINE)
-    return {n.replace("<name>", "toy").replace("<dataset>", "digits") for n in named}
+    start = text.index(f"### Adding a {section}")
+    part = text[start:text.index("\n## ", start)].split("\n### ")[0]
+    named = re.findall(r"^\d+\. `([^`]+)`", part, flags=re.MULTILINE)
+    return {n.replace("<name>", name).replace("<dataset>", "digits") for n in named}
+
+
+def _copy_of_the_project(root: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """src/, conf/, scripts/, tests/, train.py and README.md copied to `root`; returns a
+    runner of `python <args>` there, on the copy's code."""
+    for part in ("src/arnn", "conf", "scripts", "tests"):
+        shutil.copytree(ROOT / part, root / part,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("train.py", "README.md", "pyproject.toml"):
+        shutil.copy(ROOT / name, root / name)
+
+    def python(*args: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "PYTHONPATH": str(root / "src")}
+        return subprocess.run([sys.executable, *args], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=600)
+    return python
+
+
+def _edit(root: Path, edits: dict[str, Callable[[str], str]]) -> None:
+    for name, edit in edits.items():
+        path = root / name
+        before = path.read_text() if path.exists() else ""
+        path.write_text(edit(before))
+        assert path.read_text() != before, name
+
+
+def _trained(python: Callable[..., subprocess.CompletedProcess], run_dir: Path, *args: str
+             ) -> dict:
+    """`python train.py <args>` for 60 steps in the copy: its results.json, completed."""
+    proc = python("train.py", *args, "train.steps=60", "train.eval_every=30",
+                  f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((run_dir / "results.json").read_text())
+    assert result["status"] == "completed"
+    return result
 
 
 @pytest.mark.slow
 def test_adding_a_model_touches_the_files_readme_names(tmp_path):
     """A cell with a new hyperparameter, added by editing only the files README's walk-through
-    names, trains through train.py; its setting is validated and recorded like the others."""
-    assert _walkthrough_files() == set(TOY_FILES)
-    for part in ("src/arnn", "conf"):
-        shutil.copytree(ROOT / part, tmp_path / part,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    shutil.copy(ROOT / "train.py", tmp_path / "train.py")
-    for name, edit in TOY_FILES.items():
-        path = tmp_path / name
-        before = path.read_text() if path.exists() else ""
-        path.write_text(edit(before))
-        assert path.read_text() != before, name
-
-    def train(*args):
-        env = {**os.environ, "PYTHONPATH": str(tmp_path / "src")}
-        return subprocess.run([sys.executable, "train.py", *args], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=300)
-
-    run_dir = tmp_path / "run"
-    proc = train("model=toy", "train.steps=60", "train.eval_every=30", f"hydra.run.dir={run_dir}")
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads((run_dir / "results.json").read_text())
-    assert result["status"] == "completed" and result["model"] == "toy"
+    names, trains through train.py; its setting is validated and recorded like the others, and
+    the suite's checks of README still pass."""
+    python = _copy_of_the_project(tmp_path)
+    edits = {
+        "src/arnn/models.py": lambda text: text.replace(
+            "from arnn.errors import invalid", "from arnn.errors import Range, invalid") + TOY_CELL,
+        "conf/model/toy.yaml": lambda text: "name: toy\nbackend: null\n",
+        "conf/preset/toy_digits.yaml": lambda text: (
+            "# @package _global_\n# toy on the 8x8 digits: the walk-through's values\n"
+            "defaults:\n  - /optimizer: adagrad\n  - _self_\n\n"
+            "model:\n  hidden_size: 16\n  alpha: 0.5\n  sigma_w: 1.0\noptimizer:\n  lr: 0.1\n"),
+    }
+    _edit(tmp_path, edits)
+    _edit(tmp_path, {"README.md": _regenerated_preset_table(tmp_path)})
+    assert _walkthrough_files("model", "toy") == {*edits, "README.md"}
+    result = _trained(python, tmp_path / "run", "model=toy")
+    assert result["model"] == "toy"
     assert result["config"]["model"] == {"name": "toy", "hidden_size": 16, "alpha": 0.5,
                                          "sigma_w": 1.0}
     assert result["test_accuracy"] > 0.2  # it learns (chance 0.1)
-    bad = train("model=toy", "model.alpha=0", f"hydra.run.dir={tmp_path / 'bad'}")
+    bad = python("train.py", "model=toy", "model.alpha=0", f"hydra.run.dir={tmp_path / 'bad'}")
     assert bad.returncode == 2 and "model.alpha=0.0 is invalid: must be a number > 0" in bad.stderr
-    other = train("model=arnn", "model.alpha=0.5", f"hydra.run.dir={tmp_path / 'other'}")
+    other = python("train.py", "model=arnn", "model.alpha=0.5",
+                   f"hydra.run.dir={tmp_path / 'other'}")
     assert other.returncode == 2 and "model=arnn has no alpha" in other.stderr
+    mnist = python("train.py", "model=toy", "dataset=pmnist", "--cfg", "job", "--resolve")
+    assert mnist.returncode == 0 and "alpha: 0.5" in mnist.stdout  # the digits' preset
+    checks = python("-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_presets.py",
+                    "-k", "readme or mirror or every_pair")
+    assert checks.returncode == 0, checks.stdout[-3000:]
+
+
+@pytest.mark.slow
+def test_adding_a_dataset_touches_the_files_readme_names(tmp_path):
+    """Mirrored digits with a setting of their own (`mirror`), added by editing only the three
+    files README's walk-through names: they train through train.py with the digits' presets,
+    their setting is typed, validated and recorded, and the suite's README checks pass."""
+    python = _copy_of_the_project(tmp_path)
+    edits = {
+        "src/arnn/data/tasks.py": lambda text: text + TOY_DATASET,
+        "conf/dataset/mirror_digits.yaml": lambda text: (
+            "name: mirror_digits\ninput_size: 1\nseq_len: 64\nnum_classes: 10\n"
+            "standardize: false\ndownload: false\nval_size: 0.1\nval_seed: 0\n"
+            "test_fraction: 0.25\nsplit_seed: 0\nmirror: true\n"),
+        "README.md": lambda text: _regenerated_preset_table(tmp_path)(text.replace(
+            "| `dataset` | `digits` (default, offline), ",
+            "| `dataset` | `digits` (default, offline), `mirror_digits`, ").replace(
+            "\n| `mnist` | 784 x 1 |",
+            "\n| `mirror_digits` | 64 x 1 | the digits, each image mirrored | none |"
+            "\n| `mnist` | 784 x 1 |")),
+    }
+    _edit(tmp_path, edits)
+    assert _walkthrough_files("dataset", "mirror_digits") == set(edits)
+    result = _trained(python, tmp_path / "run", "dataset=mirror_digits")
+    assert result["dataset"] == "mirror_digits"
+    assert result["config"]["dataset"]["mirror"] is True and result["test_accuracy"] > 0.2
+    assert result["config"]["model"]["hidden_size"] == 32  # gated_arnn_digits' preset
+    other = python("train.py", "dataset=digits", "dataset.mirror=true",
+                   f"hydra.run.dir={tmp_path / 'other'}")
+    assert other.returncode == 2 and "dataset=digits has no mirror" in other.stderr
+    typed = python("train.py", "dataset=mirror_digits", "dataset.mirror=maybe",
+                   f"hydra.run.dir={tmp_path / 'typed'}")
+    assert typed.returncode != 0 and "mirror" in typed.stderr
+    checks = python("-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_presets.py",
+                    "-k", "readme or every_pair")
+    assert checks.returncode == 0, checks.stdout[-3000:]

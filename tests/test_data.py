@@ -12,7 +12,7 @@ import torch
 
 from arnn.config import ConfigError, validate
 from arnn.data import DataError, EpochSampler, build_task, pixel_permutation
-from arnn.data.files import read_idx
+from arnn.data.idx import read_idx
 from arnn.run_dir import run
 from tests.fixtures import compose_cfg
 
@@ -384,3 +384,28 @@ def test_validation_noise_is_repeatable_and_not_the_test_noise():
     test = torch.cat([x for x, _ in task.eval_batches(50, "test")])
     assert torch.equal(first, again)
     assert not torch.equal(first[:, 8:], test[: len(first), 8:])  # the padding after the rows
+
+
+def test_noise_padded_digits_standardise_with_the_training_part_of_a_validation_split():
+    """With the default validation split (10%), the pixel statistics are the training part's:
+    computed here from scikit-learn's digits split by hand (75/25 by split_seed 0, then 135
+    validation images by val_seed 0, both stratified), not from the task."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    x_train, _, y_train, _ = train_test_split(digits.images, digits.target, test_size=0.25,
+                                              random_state=0, stratify=digits.target)
+    keep, held = train_test_split(np.arange(len(y_train)), test_size=135, random_state=0,
+                                  stratify=y_train)
+    part = x_train[np.sort(keep)] / 16
+    mean, std = part.mean(), part.std()
+    assert abs(mean - (x_train / 16).mean()) > 1e-6  # the held-out images would move it
+    task = build_task(compose_cfg("dataset=noise_digits").dataset, "unused", CPU)
+    assert (task.num_train, task.num_val) == (len(keep), 135)
+    np.testing.assert_allclose(task.mean, [mean] * 8, rtol=1e-12)
+    np.testing.assert_allclose(task.std, [std] * 8, rtol=1e-12)
+    rows = torch.tensor((part[:4] - mean) / std, dtype=torch.float32)
+    torch.testing.assert_close(task.train_batch(torch.arange(4))[0][:, :8], rows)
+    val_images = task.splits["val"][0].numpy()
+    np.testing.assert_array_equal(val_images, x_train[np.sort(held)].astype(np.uint8))

@@ -21,13 +21,23 @@ import pytest
 import torch
 
 from arnn.checkpoint import CHECKPOINT
-from arnn.collect import collect, markdown
-from arnn.data.files import read_cifar_batch, read_idx
+from arnn.data.cifar import read_cifar_batch
+from arnn.data.idx import read_idx
+from arnn.report.jobs import collect
+from arnn.report.tables import markdown
 from arnn.results import RunResult, read_halving, write_halving
 from arnn.run_dir import run
-from arnn.storage import LOCK_FILE
 from tests import fuzz
-from tests.fixtures import ROOT, SMALL, compose_cfg, read_checkpoint, write_cifar10
+from tests.fixtures import (
+    ROOT,
+    SMALL,
+    Payload,
+    compose_cfg,
+    files_under,
+    idx_bytes,
+    read_checkpoint,
+    write_cifar10,
+)
 from tests.fuzz import (
     APPENDS,
     EMPTY_LIST,
@@ -44,24 +54,10 @@ from tests.fuzz import (
     i,
     in_child,
     int_list,
-    mutations,
     put,
     s,
     tup,
 )
-
-
-def _expect(outcome: fuzz.Outcome, codes: tuple[int, ...], label: str) -> None:
-    problem = outcome.problem()
-    assert problem is None, f"{label}: {problem}"
-    assert outcome.code in codes, f"{label}: exit {outcome.code}: {outcome.output}"
-    assert outcome.grew < fuzz.MEMORY_CAP, f"{label}: grew {outcome.grew >> 20} MB"
-
-
-def _files(root: Path) -> dict[Path, bytes]:
-    """Every file under `root` and its bytes, but the lock (it names its latest holder)."""
-    return {p: p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != LOCK_FILE}
 
 
 def _special(path: Path, kind: str) -> Path:
@@ -98,9 +94,7 @@ def _shared_list_bomb(levels: int = 40) -> bytes:
     return ops + get(levels - 1)
 
 
-class Payload:
-    def __reduce__(self):
-        return (os.system, ("touch /tmp/arnn-fuzz-marker",))
+MARKER = Path("/tmp/arnn-fuzz-marker")
 
 
 HOSTILE_BATCHES = {
@@ -140,7 +134,7 @@ HOSTILE_BATCHES = {
     "missing-labels": fuzz.PROTO + fuzz.EMPTY_DICT + MARK + by(b"data")
     + array((1, 3072), bytes(3072)) + fuzz.SETITEMS + b".",
     "builtins-eval": fuzz.PROTO + g("builtins", "eval") + tup(s("1")) + REDUCE + b".",
-    **{f"reduce-payload-protocol-{p}": pickle.dumps({b"data": Payload()}, protocol=p)
+    **{f"reduce-payload-protocol-{p}": pickle.dumps({b"data": Payload(MARKER)}, protocol=p)
        for p in range(6)},
 }
 
@@ -159,55 +153,37 @@ def test_hostile_cifar_batch(tmp_path, name):
     path = tmp_path / "data_batch_1"
     path.write_bytes(HOSTILE_BATCHES[name])
     outcome = in_child(lambda: read_cifar_batch(path))
-    _expect(outcome, (2,), name)
+    fuzz.expect(outcome, (2,), name)
     assert str(path) in outcome.output
-    assert not Path("/tmp/arnn-fuzz-marker").exists()
+    assert not MARKER.exists()
 
 
 @pytest.mark.parametrize("kind", SPECIAL)
 def test_cifar_batch_that_is_not_a_regular_file(tmp_path, kind):
     path = _special(tmp_path / "data_batch_1", kind)
-    _expect(in_child(lambda: read_cifar_batch(path)), (2,), kind)
-
-
-def _fuzz(tmp_path: Path, data: bytes, read, seed: int, flips: int, name: str = "f") -> int:
-    """Every mutation ends in a read or one line; returns how many were refused."""
-    refused = 0
-    for label, mutated in mutations(data, seed, flips):
-        path = tmp_path / f"{label}-{seed}" / name
-        path.parent.mkdir()
-        path.write_bytes(mutated)
-        outcome = in_child(lambda p=path: read(p))
-        _expect(outcome, (0, 2), label)
-        refused += outcome.code == 2
-    return refused
+    fuzz.expect(in_child(lambda: read_cifar_batch(path)), (2,), kind)
 
 
 @pytest.mark.parametrize("protocol", [2, 4, 5])
 def test_fuzz_cifar_batches(tmp_path, protocol):
     data = pickle.dumps(_small_batch(), protocol=protocol)
-    assert _fuzz(tmp_path, data, read_cifar_batch, protocol, 25) >= 20
+    assert fuzz.fuzz_file(tmp_path, data, read_cifar_batch, protocol, 25) >= 20
 
 
 # --- IDX files, plain and gzip ----------------------------------------------------------------
-
-def _idx(shape: tuple[int, ...], body: bytes | None = None) -> bytes:
-    header = bytes((0, 0, 8, len(shape))) + b"".join(n.to_bytes(4, "big") for n in shape)
-    return header + (bytes(int(np.prod(shape))) if body is None else body)
-
 
 def _read_images(path: Path) -> np.ndarray:
     return read_idx(path, 3, (28, 28))
 
 
 HOSTILE_IDX = {
-    "no-images": _idx((0, 28, 28)),
-    "60001-images": _idx((60001, 28, 28), b""),
-    "2^31-images": _idx((2**31, 28, 28), bytes(100)),
-    "wrong-image-size": _idx((2, 29, 28)),
-    "one-byte-more": _idx((2, 28, 28)) + b"\x00",
-    "truncated-body": _idx((2, 28, 28))[:-1],
-    "labels-magic": _idx((2,)),
+    "no-images": idx_bytes((0, 28, 28)),
+    "60001-images": idx_bytes((60001, 28, 28), b""),
+    "2^31-images": idx_bytes((2**31, 28, 28), bytes(100)),
+    "wrong-image-size": idx_bytes((2, 29, 28)),
+    "one-byte-more": idx_bytes((2, 28, 28)) + b"\x00",
+    "truncated-body": idx_bytes((2, 28, 28))[:-1],
+    "labels-magic": idx_bytes((2,)),
 }
 
 
@@ -219,36 +195,36 @@ def test_hostile_idx(tmp_path, name, gz):
     path = tmp_path / ("images.gz" if gz else "images")
     data = HOSTILE_IDX[name]
     path.write_bytes(gzip.compress(data) if gz else data)
-    _expect(in_child(lambda: _read_images(path)), (2,), name)
+    fuzz.expect(in_child(lambda: _read_images(path)), (2,), name)
 
 
 def test_idx_bombs(tmp_path):
     """1 MB of gzip expanding to 1 GiB behind a header of 60,000 images, and a sparse file of
     5 GB behind the same header: both read no more than the header announces, and refuse."""
     gz = tmp_path / "bomb.gz"
-    gz.write_bytes(fuzz.gzip_bomb(_idx((60000, 28, 28), b""), 1 << 30))
+    gz.write_bytes(fuzz.gzip_bomb(idx_bytes((60000, 28, 28), b""), 1 << 30))
     assert gz.stat().st_size < 8 << 20
     sparse = tmp_path / "sparse"
     with open(sparse, "wb") as f:
-        f.write(_idx((60000, 28, 28), b""))
+        f.write(idx_bytes((60000, 28, 28), b""))
         f.truncate(5 << 30)
     for path, why in ((gz, "do not match its header"), (sparse, "more than the 47040016")):
         outcome = in_child(lambda p=path: _read_images(p))
-        _expect(outcome, (2,), path.name)
+        fuzz.expect(outcome, (2,), path.name)
         assert why in outcome.output
 
 
 @pytest.mark.parametrize("kind", SPECIAL)
 def test_idx_that_is_not_a_regular_file(tmp_path, kind):
     path = _special(tmp_path / "images", kind)
-    _expect(in_child(lambda: _read_images(path)), (2,), kind)
+    fuzz.expect(in_child(lambda: _read_images(path)), (2,), kind)
 
 
 @pytest.mark.parametrize("gz", [False, True])
 def test_fuzz_idx(tmp_path, gz):
     import gzip
 
-    data = _idx((3, 28, 28), bytes(range(256)) * 9 + bytes(3 * 784 - 2304))
+    data = idx_bytes((3, 28, 28), bytes(range(256)) * 9 + bytes(3 * 784 - 2304))
 
     def read(path: Path) -> np.ndarray:
         if gz:
@@ -257,7 +233,7 @@ def test_fuzz_idx(tmp_path, gz):
             path = target
         return _read_images(path)
 
-    assert _fuzz(tmp_path, data, read, int(gz), 25) >= 15
+    assert fuzz.fuzz_file(tmp_path, data, read, int(gz), 25) >= 15
 
 
 # --- results.json and halving.json ------------------------------------------------------------
@@ -281,7 +257,7 @@ def _read_results(path: Path) -> RunResult:
 
 def test_fuzz_results(tmp_path, finished_run):
     data = (finished_run / "results.json").read_bytes()
-    assert _fuzz(tmp_path, data, _read_results, 0, 30, "results.json") >= 15
+    assert fuzz.fuzz_file(tmp_path, data, _read_results, 0, 30, "results.json") >= 15
 
 
 HOSTILE_RESULTS = {
@@ -309,14 +285,14 @@ HOSTILE_RESULTS = {
 def test_hostile_results(tmp_path, finished_run, name):
     (tmp_path / "results.json").write_bytes(HOSTILE_RESULTS[name](finished_run))
     outcome = in_child(lambda: RunResult.read(tmp_path))
-    _expect(outcome, (2,), name)
+    fuzz.expect(outcome, (2,), name)
     assert "results.json" in outcome.output
 
 
 @pytest.mark.parametrize("kind", SPECIAL)
 def test_results_that_is_not_a_regular_file(tmp_path, kind):
     _special(tmp_path / "results.json", kind)
-    _expect(in_child(lambda: RunResult.read(tmp_path)), (2,), kind)
+    fuzz.expect(in_child(lambda: RunResult.read(tmp_path)), (2,), kind)
 
 
 def _halving_record() -> dict:
@@ -352,7 +328,7 @@ def test_hostile_halving(tmp_path, name):
     (tmp_path / "halving.json").write_text(json.dumps({**_halving_record(),
                                                        **HOSTILE_HALVING[name]}))
     outcome = in_child(lambda: read_halving(tmp_path))
-    _expect(outcome, (2,), name)
+    fuzz.expect(outcome, (2,), name)
     assert "halving.json" in outcome.output
 
 
@@ -360,7 +336,9 @@ def test_fuzz_halving(tmp_path):
     write_halving(tmp_path, _halving_record())
     assert read_halving(tmp_path) == _halving_record()
     data = (tmp_path / "halving.json").read_bytes()
-    assert _fuzz(tmp_path, data, lambda p: read_halving(p.parent), 0, 30, "halving.json") >= 15
+    refused = fuzz.fuzz_file(tmp_path, data, lambda p: read_halving(p.parent), 0, 30,
+                             "halving.json")
+    assert refused >= 15
 
 
 # --- the collector: one damaged job is listed as failed, the others reported ------------------
@@ -404,7 +382,7 @@ DAMAGED_SWEEP_FILES = {
 }
 
 
-def _collect_and_check(sweep: Path, damaged_job: str | None) -> None:
+def _collect_around_damage(sweep: Path, damaged_job: str | None) -> None:
     found = collect([sweep])
     text = markdown(found.jobs, found.missing, "test_accuracy", found.halving, found.notes)
     status = {job.path.name: job.status for job in found.jobs}
@@ -423,7 +401,8 @@ def test_collector_reports_around_a_damaged_file(tmp_path, sweep_template, name)
     relative, data = {**DAMAGED_JOB_FILES, **DAMAGED_SWEEP_FILES}[name]
     on_job = name in DAMAGED_JOB_FILES
     (sweep / ("2" if on_job else ".") / relative).write_bytes(data)
-    _expect(in_child(lambda: _collect_and_check(sweep, "2" if on_job else None)), (0,), name)
+    damaged = "2" if on_job else None
+    fuzz.expect(in_child(lambda: _collect_around_damage(sweep, damaged)), (0,), name)
 
 
 @pytest.mark.slow
@@ -440,7 +419,7 @@ def test_arnn_collect_on_a_sweep_with_one_damaged_job_of_each_kind(tmp_path, swe
                            str(sweep)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = (sweep / "results.md").read_text()
-    assert f"| 3 | 0 | {len(damaged)} | 0 | 0 | 0 | {3 + len(damaged)} |" in table
+    assert f"| 3 | 0 | 0 | {len(damaged)} | 0 | 0 | 0 | {3 + len(damaged)} |" in table
     for job, name in damaged.items():
         assert f"- {sweep / job}: failed (ResultsError: " in table, name
     rows = list(csv.DictReader(open(sweep / "results.csv")))
@@ -453,7 +432,7 @@ def test_collector_with_a_special_results_file(tmp_path, sweep_template, kind):
     shutil.copytree(sweep_template, sweep)
     (sweep / "2" / "results.json").unlink()
     _special(sweep / "2" / "results.json", kind)
-    _expect(in_child(lambda: _collect_and_check(sweep, "2")), (0,), kind)
+    fuzz.expect(in_child(lambda: _collect_around_damage(sweep, "2")), (0,), kind)
 
 
 # --- checkpoints: a damaged one never costs the finished record -------------------------------
@@ -537,8 +516,11 @@ HOSTILE_CHECKPOINTS = {
     "torch-rng-junk": lambda r: _state_with(r, _set("rng/torch", torch.zeros(3).byte())),
     "window-junk": lambda r: _state_with(r, _set("window", (torch.zeros(5, 2), 0))),
     "evaluations-junk": lambda r: _state_with(r, _set("evaluations", [[1, 5.0]])),
-    "best-string": lambda r: _state_with(r, _set("best", "0.9")),
-    "best-inf": lambda r: _state_with(r, _set("best", float("inf"))),
+    "best-model-string": lambda r: _state_with(r, _set("best_model", "0.9")),
+    "best-model-other-shape": lambda r: _state_with(
+        r, _set("best_model", {"head.weight": torch.zeros(3)})),
+    "last-finite-loss-inf": lambda r: _state_with(r, _set("last_finite_loss", float("inf"))),
+    "wall-time-negative": lambda r: _state_with(r, _set("wall_time_s", -1.0)),
     "fingerprint-not-a-dict": lambda r: _state_with(r, _set("fingerprint", [1])),
     "other-model": lambda r: _state_with(r, _set("model", {"x": torch.zeros(1)})),
 }
@@ -549,12 +531,19 @@ def test_a_hostile_checkpoint_leaves_the_finished_run_as_it_was(tmp_path, finish
     run_dir = tmp_path / "run"
     shutil.copytree(finished_run, run_dir)
     (run_dir / CHECKPOINT).write_bytes(HOSTILE_CHECKPOINTS[name](finished_run))
-    before = _files(tmp_path)
+    before = files_under(tmp_path)
     cfg = compose_cfg(*SMALL, "train.steps=8", "train.checkpoint_every=2")  # extend 4 -> 8
     outcome = in_child(lambda: run(cfg, run_dir))
-    _expect(outcome, (2,), name)
+    fuzz.expect(outcome, (2,), name)
     assert str(run_dir / CHECKPOINT) in outcome.output
-    assert _files(tmp_path) == before  # byte for byte, and nothing new anywhere
+    assert files_under(tmp_path) == before  # byte for byte, and nothing new anywhere
+
+
+def test_fuzz_checkpoints(tmp_path, finished_run):
+    """The digest catches every change: no altered checkpoint loads, each refused in one line."""
+    data = (finished_run / CHECKPOINT).read_bytes()
+    refused = fuzz.fuzz_file(tmp_path, data, read_checkpoint, 0, 30, "last.pt")
+    assert refused == len(list(fuzz.mutations(data, 0, 30)))
 
 
 @pytest.mark.parametrize("kind", SPECIAL)
@@ -565,7 +554,7 @@ def test_a_checkpoint_that_is_not_a_regular_file(tmp_path, finished_run, kind):
     _special(run_dir / CHECKPOINT, kind)
     record = (run_dir / "results.json").read_bytes()
     cfg = compose_cfg(*SMALL, "train.steps=8")
-    _expect(in_child(lambda: run(cfg, run_dir)), (2,), kind)
+    fuzz.expect(in_child(lambda: run(cfg, run_dir)), (2,), kind)
     assert (run_dir / "results.json").read_bytes() == record
 
 
@@ -578,12 +567,12 @@ def test_a_damaged_dataset_leaves_the_finished_run_as_it_was(tmp_path):
     run(compose_cfg(*args, "train.steps=2"), run_dir)
     batch_file = data / "cifar-10-batches-py" / "data_batch_3"
     batch_file.write_bytes(batch_file.read_bytes()[:-50])
-    before = _files(run_dir)
+    before = files_under(run_dir)
     cfg = compose_cfg(*args, "train.steps=4")
     outcome = in_child(lambda: run(cfg, run_dir))
-    _expect(outcome, (2,), "truncated batch")
+    fuzz.expect(outcome, (2,), "truncated batch")
     assert str(batch_file) in outcome.output
-    assert _files(run_dir) == before
+    assert files_under(run_dir) == before
 
 
 # --- more of the same, for a longer run -------------------------------------------------------
@@ -594,9 +583,9 @@ def test_a_damaged_dataset_leaves_the_finished_run_as_it_was(tmp_path):
 def test_fuzz_more_seeds(tmp_path, finished_run, seed, fmt):
     data, read = {
         "batch": (pickle.dumps(_small_batch(), protocol=2), read_cifar_batch),
-        "idx": (_idx((3, 28, 28)), _read_images),
+        "idx": (idx_bytes((3, 28, 28)), _read_images),
         "results.json": ((finished_run / "results.json").read_bytes(), _read_results),
         "halving.json": (json.dumps(_halving_record()).encode(),
                          lambda path: read_halving(path.parent)),
     }[fmt]
-    _fuzz(tmp_path, data, read, seed, 100, fmt)
+    fuzz.fuzz_file(tmp_path, data, read, seed, 100, fmt)

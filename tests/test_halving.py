@@ -1,8 +1,9 @@
-"""Extending runs, the successive-halving sweeper, refused jobs in sweeps, the collector's
-ranking."""
+"""The successive-halving sweeper: budgets, promotion by the one rule of a grid point's score,
+records that count only for the configuration launched, end to end on every launcher, resuming."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,59 +11,31 @@ import time
 
 import pytest
 import torch
-import yaml
 
 from arnn.checkpoint import CHECKPOINT
-from arnn.collect import collect
 from arnn.collect import main as collect_main
-from arnn.config import ConfigError
-from arnn.results import RunResult
-from arnn.run_dir import run
+from arnn.identity import fingerprint
+from arnn.report.jobs import collect
+from arnn.results import RunResult, Status
 from hydra_plugins.arnn_halving_sweeper._impl import (
-    grid_points,
+    HalvingSweeperImpl,
     outcome,
     promote,
     ranked,
     rung_budgets,
 )
-from tests.fixtures import ROOT, SMALL, compose_cfg, read_checkpoint, run_cli
+from tests.fixtures import (
+    ROOT,
+    SMALL,
+    checkpoint_params,
+    compose_cfg,
+    job_return,
+    read_checkpoint,
+    run_cli,
+)
 
 GRID = ("model=arnn", "model.eps=0.01,0.1", "optimizer.lr=0.1,0.3", *SMALL)
 
-
-def _params(run_dir):
-    return read_checkpoint(run_dir / CHECKPOINT)["model"]
-
-
-# --- extending a run --------------------------------------------------------------------------
-
-def test_extending_a_finished_run_is_bit_identical_to_training_it_at_once(tmp_path):
-    args = (*SMALL, "train.eval_every=150", "train.log_every=50", "train.checkpoint_every=150")
-    run(compose_cfg(*args, "train.steps=400"), tmp_path / "straight")
-    run(compose_cfg(*args, "train.steps=200"), tmp_path / "extended")
-    assert RunResult.read(tmp_path / "extended").steps == 200
-    run(compose_cfg(*args, "train.steps=400"), tmp_path / "extended")
-    a, b = _params(tmp_path / "straight"), _params(tmp_path / "extended")
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    result = RunResult.read(tmp_path / "extended")
-    assert result.status == "completed" and result.steps == 400
-    assert [e[0] for e in result.evaluations] == [150, 200, 300, 400]  # one history
-    with pytest.raises(ConfigError, match=r"train.steps=300 is invalid: .* already trained 400"):
-        run(compose_cfg(*args, "train.steps=300"), tmp_path / "extended")
-    with pytest.raises(Exception, match="another configuration.*model.eps"):
-        run(compose_cfg(*args, "train.steps=500", "model.eps=0.5"), tmp_path / "extended")
-
-
-def test_a_diverged_run_is_not_extended(tmp_path):
-    run(compose_cfg(*SMALL, "optimizer.lr=1e38", "train.steps=20", "train.log_every=10"),
-        tmp_path)
-    before = (tmp_path / "results.json").read_text()
-    run(compose_cfg(*SMALL, "optimizer.lr=1e38", "train.steps=40", "train.log_every=10"),
-        tmp_path)
-    assert (tmp_path / "results.json").read_text() == before
-
-
-# --- the sweeper's pieces ---------------------------------------------------------------------
 
 def test_budgets_and_promotion():
     assert rung_budgets(150, 2, 1200) == [150, 300, 600, 1200]
@@ -77,6 +50,83 @@ def test_budgets_and_promotion():
     assert promote(outcomes, 2) == [2, 4, 0]
     assert promote(outcomes, 3) == [2, 4]
     assert promote({0: {"status": "failed", "metric": None}}, 2) == []
+
+
+
+def test_a_seed_that_did_not_complete_counts_zero_in_its_points_mean():
+    """lr=0.1: seeds 0.9 and failed (mean 0.45); lr=0.3: 0.6 and 0.5 (mean 0.55): lr=0.3 goes
+    on, and a point's seeds go on together."""
+    configs = [["optimizer.lr=0.1", "seed=0"], ["optimizer.lr=0.1", "seed=1"],
+               ["optimizer.lr=0.3", "seed=0"], ["optimizer.lr=0.3", "seed=1"]]
+    outcomes = {0: {"status": "completed", "metric": 0.9},
+                1: {"status": "failed", "metric": None},
+                2: {"status": "completed", "metric": 0.6},
+                3: {"status": "completed", "metric": 0.5}}
+    assert promote(outcomes, 2, configs) == [2, 3]
+    outcomes[1] = {"status": "completed", "metric": 0.3}  # mean 0.6 now
+    assert promote(outcomes, 2, configs) == [0, 1]
+
+
+class _FakeLauncher:
+    """Writes each launched job's results.json (validation accuracy `final`, best `best`, the
+    test accuracies the other way round: a sweeper ranking by test would choose others) and
+    returns Hydra's job returns for a run of `cfg`; `foreign` jobs get another configuration's
+    record, `refused` jobs a failed launch."""
+
+    def __init__(self, sweep, values, foreign=(), refused=()):
+        self.sweep, self.values, self.foreign, self.refused = sweep, values, foreign, refused
+        self.cfg = compose_cfg(*SMALL)
+
+    def launch(self, batch, initial_job_idx):
+        returns = []
+        for overrides in batch:
+            job = int(next(o for o in overrides if o.startswith("hydra.sweep.subdir=")
+                           ).split("=")[1])
+            steps = int(next(o for o in overrides if o.startswith("train.steps=")).split("=")[1])
+            final, best = self.values[job]
+            config = fingerprint(self.cfg)
+            if job in self.foreign:
+                config = {**config, "seed": 99}
+            RunResult(Status.COMPLETED, "arnn", "digits", "sgd", val_accuracy=final,
+                      best_val_accuracy=best, test_accuracy=1 - final, num_val=10,
+                      best_test_accuracy=1 - best, steps=steps, config=config
+                      ).write(self.sweep / str(job))
+            failure = RuntimeError("refused") if job in self.refused else None
+            returns.append(job_return(self.cfg, failure))
+        return returns
+
+
+@pytest.mark.parametrize("metric,promoted", [("val_accuracy", [1, 3]),
+                                             ("best_val_accuracy", [0, 2]),
+                                             ("test_accuracy", [2, 0])])
+def test_halving_promotes_by_the_metric_it_is_given(tmp_path, metric, promoted):
+    values = {0: (0.5, 0.95), 1: (0.8, 0.8), 2: (0.4, 0.9), 3: (0.7, 0.7)}
+    sweeper = HalvingSweeperImpl(None, min_steps=10, eta=2, metric=metric)
+    sweeper.launcher = _FakeLauncher(tmp_path, values)
+    record = {"budgets": [10, 20], "configs": [[f"model.eps=0.{j + 1}"] for j in values],
+              "rungs": []}
+    assert sweeper._run_rung(tmp_path, record, 0, list(values), []) == promoted
+    outcomes = record["rungs"][0]["outcomes"]
+    column = {"val_accuracy": lambda v: v[0], "best_val_accuracy": lambda v: v[1],
+              "test_accuracy": lambda v: 1 - v[0]}[metric]
+    assert {int(j): o["metric"] for j, o in outcomes.items()} == pytest.approx(
+        {j: column(v) for j, v in values.items()})
+
+
+def test_a_record_of_another_configuration_or_a_failed_launch_is_a_failed_job(tmp_path):
+    """Job 1's results.json belongs to another configuration (left by an earlier sweep in the
+    same directory) and job 2's launch failed: neither counts, whatever its numbers say."""
+    values = {0: (0.5, 0.5), 1: (0.99, 0.99), 2: (0.98, 0.98), 3: (0.4, 0.4)}
+    sweeper = HalvingSweeperImpl(None, min_steps=10, eta=2, metric="val_accuracy")
+    sweeper.launcher = _FakeLauncher(tmp_path, values, foreign=(1,), refused=(2,))
+    record = {"budgets": [10, 20], "configs": [[f"model.eps=0.{j + 1}"] for j in values],
+              "rungs": []}
+    assert sweeper._run_rung(tmp_path, record, 0, list(values), []) == [0, 3]
+    outcomes = record["rungs"][0]["outcomes"]
+    assert outcomes["1"]["status"] == outcomes["2"]["status"] == "failed"
+    assert "another configuration's (seed: 99 there, 0 now)" in outcomes["1"]["error"]
+    assert "the job failed: refused" in outcomes["2"]["error"]
+    assert outcome(tmp_path / "1", "val_accuracy")["status"] == "completed"  # unlaunched: read
 
 
 def _halving(sweep, *extra, launcher=()):
@@ -158,7 +208,7 @@ def test_an_interrupted_halving_sweep_resumes_where_it_stopped(tmp_path):
     a, b = _record(clean), _record(killed)
     assert [r["promoted"] for r in a["rungs"]] == [r["promoted"] for r in b["rungs"]]
     final = b["rungs"][-1]["jobs"][0]
-    pa, pb = _params(clean / str(final)), _params(killed / str(final))
+    pa, pb = checkpoint_params(clean / str(final)), checkpoint_params(killed / str(final))
     assert all(torch.equal(pa[k], pb[k]) for k in pa)  # as if never interrupted
 
 
@@ -191,7 +241,22 @@ def test_bad_halving_settings_are_one_line(tmp_path, bad):
     assert not (tmp_path / "sweep" / "0").exists()
 
 
-# --- a refused job fails alone ----------------------------------------------------------------
+def test_ranking_by_validation_without_a_validation_split_is_refused(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = _halving(sweep, "dataset.val_size=0")
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert lines[0].startswith("error: dataset.val_size=0 is invalid: hydra.sweeper.metric="
+                               "val_accuracy ranks by the validation split")
+    assert not sweep.exists()
+
+
+def test_ranking_by_test_is_allowed_with_a_warning(tmp_path):
+    proc = _halving(tmp_path / "sweep", "hydra.sweeper.metric=test_accuracy",
+                    "dataset.val_size=0")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "warning: ranking by test_accuracy chooses on the test split" in proc.stdout
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher", [(), ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2"),
@@ -209,127 +274,16 @@ def test_a_refused_job_fails_alone(tmp_path, launcher):
     assert f"- {sweep / '0'}: failed (ConfigError: model.eps=0.0 is invalid" in md
 
 
-# --- the collector's ranking ------------------------------------------------------------------
 
-def _fake_job(sweep, num, lr, final, best, rung_steps=100, status="completed", val=None,
-              seed=0, at_best_val=None):
-    """A job directory with a hand-written record: `val` is (final, best) validation accuracy."""
-    job = sweep / str(num)
-    (job / ".hydra").mkdir(parents=True)
-    cfg = {"model": {"name": "arnn", "eps": 0.1, "gamma": 0.1, "sigma_w": 1.0,
-                     "hidden_size": 16},
-           "dataset": {"name": "digits"}, "optimizer": {"name": "sgd", "lr": lr}, "seed": seed}
-    (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    val_final, val_best = val or (None, None)
-    RunResult(status, "arnn", "digits", "sgd", test_accuracy=final, best_test_accuracy=best,
-              val_accuracy=val_final, best_val_accuracy=val_best,
-              test_accuracy_at_best_val=at_best_val, steps=rung_steps, params=354,
-              config={**cfg, "seed": seed}).write(job)
-
-
-def _best_section(sweep) -> str:
-    return (sweep / "results.md").read_text().split("## Best configuration per task")[1]
-
-
-def test_collector_ranks_by_the_metric_asked(tmp_path):
-    sweep = tmp_path / "sweep"
-    _fake_job(sweep, 0, 0.1, final=0.60, best=0.95)
-    _fake_job(sweep, 1, 0.2, final=0.90, best=0.91)
-    _fake_job(sweep, 2, 0.3, final=0.30, best=0.40)
-    _fake_job(sweep, 3, 0.4, final=0.99, best=0.99, status="failed")  # never ranked
-    collect_main([str(sweep), "--select", "test_accuracy"])
-    assert f"| {sweep / '1'} |" in _best_section(sweep) and "lr=0.2" in _best_section(sweep)
-    assert "not test results" in (sweep / "results.md").read_text()
-    collect_main([str(sweep), "--select", "best_test_accuracy"])
-    assert f"| {sweep / '0'} |" in _best_section(sweep) and "lr=0.1" in _best_section(sweep)
-
-
-def test_selection_by_validation_never_looks_at_test(tmp_path):
-    """lr=0.1 has the best test accuracy, lr=0.2 the best validation accuracy: the collector
-    chooses lr=0.2 and reports its test accuracy; so does the halving sweeper's promotion."""
-    sweep = tmp_path / "sweep"
-    _fake_job(sweep, 0, 0.1, final=0.95, best=0.95, val=(0.70, 0.72), at_best_val=0.94)
-    _fake_job(sweep, 1, 0.2, final=0.80, best=0.82, val=(0.85, 0.86), at_best_val=0.81)
-    collect_main([str(sweep)])
-    md = (sweep / "results.md").read_text()
-    assert "chosen by best_val_accuracy" in md and "reported by test_accuracy_at_best_val" in md
-    assert f"| {sweep / '1'} |" in _best_section(sweep)
-    assert "| 86.0% (1) | 81.0% (1) | 80.0% (1) |" in _best_section(sweep)
-    outcomes = {j: outcome(sweep / str(j), "val_accuracy") for j in (0, 1)}
-    assert promote(outcomes, 2) == [1]
-    assert promote({j: outcome(sweep / str(j), "test_accuracy") for j in (0, 1)}, 2) == [0]
-
-
-def test_seeds_are_one_grid_point_with_their_spread(tmp_path):
-    """Three seeds of lr=0.1 (validation 0.70, 0.80, 0.90: mean 0.80) against one lucky seed of
-    lr=0.2 (0.85) and two of lr=0.3 (0.84, 0.82): lr=0.2 wins on the mean; the table shows
-    mean ± std (n) for the point chosen."""
-    sweep = tmp_path / "sweep"
-    vals = [(0.1, 0.70, 0), (0.1, 0.80, 1), (0.1, 0.90, 2), (0.2, 0.85, 0), (0.3, 0.84, 0),
-            (0.3, 0.82, 1)]
-    for num, (lr, val, seed) in enumerate(vals):
-        _fake_job(sweep, num, lr, final=val - 0.1, best=val, val=(val, val), seed=seed,
-                  at_best_val=val - 0.1)
-    collect_main([str(sweep), "--select", "val_accuracy"])
-    best = _best_section(sweep)
-    assert "lr=0.2" in best and "| 85.0% (1) | 75.0% (1) |" in best
-    collect_main([str(sweep), "--select", "val_accuracy", "--out", str(tmp_path / "o")])
-    rows = (tmp_path / "o" / "results.md").read_text()
-    assert "Cells: mean ± standard deviation over seeds" in rows
-    # the halving sweeper: the seeds of a grid point are promoted together, by their mean
-    configs = [[f"optimizer.lr={lr}", f"seed={seed}"] for lr, _, seed in vals]
-    outcomes = {j: outcome(sweep / str(j), "val_accuracy") for j in range(len(vals))}
-    assert grid_points(configs)[0] == grid_points(configs)[2] == ("optimizer.lr=0.1",)
-    assert promote(outcomes, 3, grid_points(configs)) == [3]  # 3 points: the best 1
-    assert promote(outcomes, 2, grid_points(configs)) == [3]  # floor(3 / 2) = 1
-    outcomes[3]["status"] = "diverged"  # its only seed: the point has no mean any more
-    assert promote(outcomes, 2, grid_points(configs)) == [4, 5]
-
-
-def test_choosing_by_validation_without_a_validation_split_is_refused(tmp_path, capsys):
-    sweep = tmp_path / "sweep"
-    _fake_job(sweep, 0, 0.1, final=0.95, best=0.95)
-    with pytest.raises(SystemExit) as info:
-        collect_main([str(sweep)])
-    assert info.value.code == 2
-    assert "no job has a validation split" in capsys.readouterr().err
-    assert not (sweep / "results.md").exists()
-
-
-def test_collector_ranks_the_deepest_rung_first(tmp_path):
-    sweep = tmp_path / "sweep"
-    _fake_job(sweep, 0, 0.1, final=0.95, best=0.95, rung_steps=10)  # high, but stopped early
-    _fake_job(sweep, 1, 0.2, final=0.80, best=0.80, rung_steps=20)
-    record = {"budgets": [10, 20], "configs": [["optimizer.lr=0.1"], ["optimizer.lr=0.2"]],
-              "eta": 2, "metric": "test_accuracy",
-              "rungs": [{"budget": 10, "jobs": [0, 1], "done": True, "promoted": [1],
-                         "outcomes": {"0": {"status": "completed", "metric": 0.95, "steps": 10},
-                                      "1": {"status": "completed", "metric": 0.7, "steps": 10}}},
-                        {"budget": 20, "jobs": [1], "done": True, "promoted": [],
-                         "outcomes": {"1": {"status": "completed", "metric": 0.8,
-                                            "steps": 20}}}]}
-    (sweep / "halving.json").write_text(json.dumps(record))
-    collect_main([str(sweep), "--select", "test_accuracy"])
-    md = (sweep / "results.md").read_text()
-    assert f"| {sweep / '1'} |" in md.split("## Best configuration per task")[1]
-    assert "30 steps trained against 40 for the full grid (75.0%)" in md
-    rows = (sweep / "results.csv").read_text().splitlines()
-    header = rows[0].split(",")
-    assert "rung" in header and rows[1].split(",")[header.index("rung")] == "0"
-
-
-def test_ranking_by_validation_without_a_validation_split_is_refused(tmp_path):
-    sweep = tmp_path / "sweep"
-    proc = _halving(sweep, "dataset.val_size=0")
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
-    assert lines[0].startswith("error: dataset.val_size=0 is invalid: hydra.sweeper.metric="
-                               "val_accuracy ranks by the validation split")
-    assert not sweep.exists()
-
-
-def test_ranking_by_test_is_allowed_with_a_warning(tmp_path):
-    proc = _halving(tmp_path / "sweep", "hydra.sweeper.metric=test_accuracy",
-                    "dataset.val_size=0")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "warning: ranking by test_accuracy chooses on the test split" in proc.stdout
+def test_a_validation_split_of_zero_set_in_a_config_file_is_refused(tmp_path):
+    """dataset.val_size=0 from a sweep file, not the command line: still refused up front."""
+    conf = tmp_path / "conf"
+    shutil.copytree(ROOT / "conf", conf)
+    (conf / "sweep" / "no_val.yaml").write_text("# @package _global_\ndataset:\n  val_size: 0\n")
+    env = {**os.environ, "ARNN_CONFIG_DIR": str(conf)}
+    proc = subprocess.run([sys.executable, "-c", "from arnn.cli import main; main()", "-m",
+                           *GRID, "+sweep=no_val", "train.steps=20", "hydra/sweeper=halving",
+                           "hydra.sweeper.min_steps=10", f"hydra.sweep.dir={tmp_path / 's'}"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "dataset.val_size=0 is invalid" in proc.stderr and not (tmp_path / "s").exists()

@@ -9,11 +9,12 @@ import yaml
 from omegaconf import MISSING
 
 from arnn import config
-from arnn.config import ConfigError, validate
-from arnn.data.tasks import DATASETS
+from arnn.config import ConfigError, preset_for, validate
+from arnn.data.tasks import DATASETS, DatasetSpec
 from arnn.grid import APPENDIX_C
 from arnn.models import CELLS
 from arnn.optimizers import OPTIMIZERS
+from arnn.presets import preset_table
 from tests.fixtures import CONF, compose_cfg
 
 PAPER_TASKS = {"mnist": 50000, "pmnist": 50000, "cifar10": 50000, "noise_cifar10": 10000}
@@ -27,7 +28,19 @@ def test_config_files_mirror_the_registries():
     assert _options("model") == set(CELLS)
     assert _options("dataset") == set(DATASETS)
     assert _options("optimizer") == set(OPTIMIZERS)
-    assert _options("preset") == {f"{m}_{d}" for m in CELLS for d in DATASETS}
+    assert _options("preset") <= {f"{m}_{d}" for m in CELLS for d in DATASETS}
+    for model, dataset in itertools.product(CELLS, DATASETS):  # every pair has a preset
+        assert preset_for(model, dataset) in _options("preset"), (model, dataset)
+
+
+def test_a_pair_without_a_preset_takes_its_datasets_presets_from():
+    """pmnist, fashion_mnist: MNIST's presets; noise_cifar10: CIFAR-10's; a dataset that
+    names none: the digits'."""
+    assert not (CONF / "preset" / "arnn_pmnist.yaml").exists()
+    assert preset_for("arnn", "pmnist") == "arnn_mnist"
+    assert preset_for("lstm", "noise_cifar10") == "lstm_cifar10"
+    assert preset_for("gated_arnn", "mnist") == "gated_arnn_mnist"  # a file of its own
+    assert DatasetSpec(DATASETS["digits"].reader, 1.0).presets_from == "digits"
 
 
 def test_unknown_names_are_refused_with_the_registry_names(capsys):
@@ -36,8 +49,8 @@ def test_unknown_names_are_refused_with_the_registry_names(capsys):
     with pytest.raises(ConfigError, match=r"model='rnn' is invalid: allowed: ablation, arnn, "
                                           r"gated_arnn, lstm$"):
         check_group_choices(["model=rnn"], CONF)
-    with pytest.raises(ConfigError, match="preset='_paper' is invalid"):
-        check_group_choices(["preset=_paper"], CONF)
+    with pytest.raises(ConfigError, match="preset='_none' is invalid"):
+        check_group_choices(["preset=_none"], CONF)
     cfg = compose_cfg()
     cfg.optimizer.name = "adam"
     with pytest.raises(ConfigError, match="optimizer='adam' is invalid: allowed: sgd, adagrad"):
@@ -153,20 +166,25 @@ def test_a_setting_the_model_does_not_have_is_refused(override, message):
         validate(cfg)
 
 
-def test_readme_table_shows_every_preset():
-    """README's preset table is the presets: one row per pair, the values they compose to."""
-    rows = {}
-    for line in (CONF.parent / "README.md").read_text().splitlines():
-        cells = [c.strip().strip("`") for c in line.strip().strip("|").split("|")]
-        if len(cells) == 9 and cells[0] in CELLS and cells[1] in DATASETS:
-            rows[cells[0], cells[1]] = cells[2:8]
-    assert set(rows) == {(m, d) for m in CELLS for d in DATASETS}
+def test_readme_table_is_the_one_conf_preset_generates():
+    """README's preset table is `python scripts/preset_table.py`'s output: one row per pair,
+    the values it composes to, and where they come from."""
+    table = preset_table(CONF)
+    assert table in (CONF.parent / "README.md").read_text(), "run scripts/preset_table.py"
+    rows = [r for r in table.splitlines()[2:]]
+    assert len(rows) == len(CELLS) * len(DATASETS)
+    arnn_pmnist = next(r for r in rows if r.startswith("| arnn | pmnist |"))
+    assert arnn_pmnist.startswith("| arnn | pmnist | adagrad | 0.1 | 0.01 | 0.01 | 1 | 50,000 | "
+                                  "arnn_mnist's preset")
 
-    def shown(value):
-        return "-" if value is None else f"{value:,}" if isinstance(value, int) else f"{value:g}"
 
-    for (model, dataset), row in rows.items():
-        cfg = compose_cfg(f"model={model}", f"dataset={dataset}")
-        expected = [cfg.optimizer.name, shown(cfg.optimizer.lr), shown(cfg.model.eps),
-                    shown(cfg.model.gamma), shown(cfg.model.sigma_w), shown(cfg.train.steps)]
-        assert row == expected, (model, dataset)
+def test_readme_lists_every_dataset():
+    """Each dataset of the registry is a choice in README's usage table and a row of its
+    Datasets table (README, "Adding a dataset")."""
+    text = (CONF.parent / "README.md").read_text()
+    choices = next(line for line in text.splitlines() if line.startswith("| `dataset` |"))
+    rows = {line.split("|")[1].strip().strip("`") for line in
+            text.split("| dataset | T x m |")[1].split("\n\n")[0].splitlines()[2:]}
+    for name in DATASETS:
+        assert f"`{name}`" in choices, name
+        assert name in rows, name

@@ -1,38 +1,28 @@
-"""The runner for long jobs: TensorBoard, checkpoints, exact resume, divergence, failures."""
+"""The runner: TensorBoard, what a run reports, divergence, failures, the stability warning."""
 
 import json
 import math
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from arnn.checkpoint import CHECKPOINT, CheckpointError, save_atomic
-from arnn.config import ConfigError, compose_config
-from arnn.results import RunResult
+from arnn.build import build
+from arnn.checkpoint import CHECKPOINT
+from arnn.data import pixel_permutation
+from arnn.identity import fingerprint
+from arnn.loop import Loop
+from arnn.results import RunResult, Status
 from arnn.run_dir import run
-from tests.fixtures import CONF, ROOT, SMALL, compose_cfg, read_checkpoint, run_cli
-
-
-def _events(run_dir):
-    acc = EventAccumulator(str(run_dir))
-    acc.Reload()
-    return acc
+from arnn.window import StepWindow
+from tests.fixtures import SMALL, compose_cfg, events, read_checkpoint, run_cli
 
 
 def test_tensorboard_scalars_and_hparams_in_the_run_directory(tmp_path):
     cfg = compose_cfg(*SMALL, "train.steps=20", "train.log_every=5", "train.eval_every=10")
     run(cfg, tmp_path)
     assert list(tmp_path.glob("events.out.tfevents.*")), "event file in the run dir itself"
-    acc = _events(tmp_path)
+    acc = events(tmp_path)
     tags = set(acc.Tags()["scalars"])
     for tag in ("train/loss", "train/accuracy", "train/grad_norm", "train/lr",
                 "train/steps_per_s", "test/accuracy", "recurrent/max_real_eig",
@@ -58,100 +48,6 @@ def test_tensorboard_scalars_and_hparams_in_the_run_directory(tmp_path):
     assert "_hparams_/experiment" in hparams and "_hparams_/session_start_info" in hparams
     assert b"gated_arnn" in hparams["_hparams_/session_start_info"]
     assert not [p for p in tmp_path.iterdir() if p.is_dir() and p.name not in ("checkpoints",)]
-
-
-def _checkpoint_params(run_dir):
-    return read_checkpoint(run_dir / CHECKPOINT)["model"]
-
-
-RESUME_ARGS = (*SMALL, "train.steps=400", "train.checkpoint_every=7", "train.log_every=10",
-               "train.eval_every=100")
-
-
-@pytest.mark.slow
-def test_kill_9_and_resume_is_bit_identical(tmp_path):
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    assert run_cli(*RESUME_ARGS, f"hydra.run.dir={straight}").returncode == 0
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), *RESUME_ARGS, f"hydra.run.dir={killed}"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        ckpt = killed / CHECKPOINT
-        if ckpt.exists() and read_checkpoint(ckpt)["step"] >= 50:
-            break
-        time.sleep(0.05)
-    time.sleep(0.13)  # land somewhere between checkpoints
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    state = read_checkpoint(killed / CHECKPOINT)
-    assert 50 <= state["step"] < 400, "the kill must land mid-training"
-    assert json.loads((killed / "results.json").read_text())["status"] == "running"
-    resumed = run_cli(*RESUME_ARGS, f"hydra.run.dir={killed}")
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resumed from" in (killed / "train.log").read_text()
-    a, b = _checkpoint_params(straight), _checkpoint_params(killed)
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    result = json.loads((killed / "results.json").read_text())
-    assert result["status"] == "completed" and result["steps"] == 400
-    steps = [e.step for e in _events(killed).Scalars("train/loss")]
-    assert steps == list(range(10, 401, 10))  # no duplicated or missing steps
-
-
-def test_completed_run_is_not_retrained(tmp_path):
-    cfg = compose_cfg(*SMALL, "train.steps=5")
-    run(cfg, tmp_path)
-    before = (tmp_path / "results.json").read_text(), (tmp_path / CHECKPOINT).stat().st_mtime_ns
-    run(cfg, tmp_path)
-    after = (tmp_path / "results.json").read_text(), (tmp_path / CHECKPOINT).stat().st_mtime_ns
-    assert before == after
-    with pytest.raises(CheckpointError, match="another configuration.*model.eps"):
-        run(compose_cfg(*SMALL, "train.steps=5", "model.eps=0.5"), tmp_path)
-
-
-def test_resume_modes(tmp_path):
-    with pytest.raises(ConfigError, match="train.resume='must'"):
-        run(compose_cfg(*SMALL, "train.steps=2", "train.resume=must"), tmp_path / "a")
-    assert not (tmp_path / "a").exists()
-    cfg = compose_cfg(*SMALL, "train.steps=4", "train.checkpoint_every=2")
-    run(cfg, tmp_path / "b")
-    first = _checkpoint_params(tmp_path / "b")
-    (tmp_path / "b" / "results.json").unlink()  # as if killed after the last checkpoint
-    run(compose_cfg(*SMALL, "train.steps=4", "train.resume=never", "seed=1"), tmp_path / "b")
-    second = _checkpoint_params(tmp_path / "b")
-    assert not torch.equal(first["head.weight"], second["head.weight"])  # started over
-
-
-@pytest.mark.slow
-def test_truncated_checkpoint_is_reported_and_left_untouched(tmp_path):
-    cfg = compose_cfg(*SMALL, "train.steps=4", "train.checkpoint_every=2")
-    run(cfg, tmp_path)
-    (tmp_path / "results.json").unlink()
-    ckpt = tmp_path / CHECKPOINT
-    data = ckpt.read_bytes()
-    ckpt.write_bytes(data[: len(data) // 2])
-    half = ckpt.read_bytes()
-    proc = run_cli(*SMALL, "train.steps=4", "train.checkpoint_every=2", f"hydra.run.dir={tmp_path}")
-    assert proc.returncode != 0
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and str(ckpt) in lines[0] and "truncated" in lines[0], proc.stderr
-    assert ckpt.read_bytes() == half
-    assert json.loads((tmp_path / "results.json").read_text())["status"] == "failed"
-
-
-def test_checkpoint_of_another_shape_is_refused(tmp_path):
-    cfg = compose_cfg(*SMALL, "train.steps=2")
-    run(cfg, tmp_path)
-    (tmp_path / "results.json").unlink()
-    ckpt = tmp_path / CHECKPOINT
-    state = read_checkpoint(ckpt)
-    state["model"]["head.weight"] = torch.zeros(10, 8)
-    save_atomic(state, ckpt)
-    saved = ckpt.read_bytes()
-    with pytest.raises(CheckpointError, match=r"does not fit this model: head.weight"):
-        run(cfg, tmp_path)
-    assert ckpt.read_bytes() == saved
 
 
 @pytest.mark.slow
@@ -205,130 +101,79 @@ def test_exception_in_the_loop_leaves_failed_results(tmp_path):
     assert result["steps"] == 3
 
 
-def _signal_at(step, signum):
-    def hook(loop):
-        if loop.step == step:
-            signal.raise_signal(signum)  # lands after the step; handled at its boundary
 
-    return hook
-
-
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_and_sigterm_checkpoint_before_exiting(tmp_path, signum):
-    args = (*SMALL, "train.steps=20", "train.checkpoint_every=8", "train.log_every=4")
-    run(compose_cfg(*args), tmp_path / "straight")
-    with pytest.raises(SystemExit) as info:
-        run(compose_cfg(*args), tmp_path / "stopped", hooks=[_signal_at(11, signum)])
-    assert info.value.code == 128 + signum
-    assert signal.getsignal(signum) in (signal.default_int_handler, signal.SIG_DFL)  # restored
-    result = json.loads((tmp_path / "stopped" / "results.json").read_text())
-    assert result["status"] == "interrupted" and result["steps"] == 11
-    assert read_checkpoint(tmp_path / "stopped" / CHECKPOINT)["step"] == 11  # not 8
-    run(compose_cfg(*args), tmp_path / "stopped")  # train.resume=auto: nothing lost
-    a, b = _checkpoint_params(tmp_path / "straight"), _checkpoint_params(tmp_path / "stopped")
-    assert all(torch.equal(a[k], b[k]) for k in a)
+def test_test_accuracy_is_the_last_evaluation_over_the_whole_test_split(tmp_path):
+    """The digits' test split (450 images) in batches of 100: the reported accuracy is the one
+    of the final weights on all 450 test images (not the training split, not one batch)."""
+    args = (*SMALL, "train.steps=30", "train.eval_every=10", "train.eval_batch_size=100")
+    run(compose_cfg(*args), tmp_path)
+    result = RunResult.read(tmp_path)
+    parts = build(compose_cfg(*args))
+    parts.model.load_state_dict(read_checkpoint(tmp_path / CHECKPOINT)["model"])
+    task = parts.task
+    assert task.num_test == 450 and result.num_test == 450
+    with torch.no_grad():
+        images, labels, _ = task.splits["test"]
+        predicted = parts.model(task.sequences(images, task.eval_noise)).argmax(dim=-1)
+    by_hand = (predicted == labels).double().mean().item()
+    assert result.test_accuracy == pytest.approx(by_hand, abs=1e-12)
+    assert result.test_accuracy == result.evaluations[-1][1]
+    assert result.best_test_accuracy == max(e[1] for e in result.evaluations)
 
 
-def test_a_signal_during_a_checkpoint_write_leaves_it_whole(tmp_path, monkeypatch):
-    from arnn import storage
+@pytest.mark.parametrize("max_loss,status", [(1.5, Status.DIVERGED), (5.0, Status.COMPLETED)])
+def test_max_loss_is_compared_with_the_window_mean(tmp_path, max_loss, status):
+    """The first window's mean cross-entropy is near ln 10 = 2.30: above 1.5, under 5."""
+    run(compose_cfg(*SMALL, "train.steps=10", "train.log_every=5", "optimizer.lr=0.01",
+                    f"train.max_loss={max_loss}"), tmp_path)
+    result = RunResult.read(tmp_path)
+    assert result.status == status
+    if status is Status.DIVERGED:
+        assert result.steps == 5 and f"> train.max_loss={max_loss:g}" in result.divergence
 
-    real = os.fsync
-    calls = []
 
-    def fsync(fd):  # the signal arrives while last.pt is being written
-        if os.readlink(f"/proc/self/fd/{fd}").endswith(".tmp") and "last.pt" in os.readlink(
-                f"/proc/self/fd/{fd}") and not calls:
-            calls.append(fd)
-            signal.raise_signal(signal.SIGUSR1)
-        return real(fd)
-
-    monkeypatch.setattr(storage.os, "fsync", fsync)
-    with pytest.raises(SystemExit):
-        run(compose_cfg(*SMALL, "train.steps=20", "train.checkpoint_every=5"), tmp_path)
-    assert calls and read_checkpoint(tmp_path / CHECKPOINT)["step"] == 6  # 5 whole, then 6
-    assert not list(tmp_path.rglob("*.tmp"))
+@pytest.mark.parametrize("clip", [None, 1e-3])
+def test_grad_clip_bounds_the_first_step(clip):
+    """SGD's first step moves the parameters by lr * g (the momentum buffer starts at g): with
+    train.grad_clip, by lr * clip exactly; without, by lr * ||g||, far more."""
+    clip_arg = "null" if clip is None else clip
+    cfg = compose_cfg(*SMALL, "optimizer=sgd", "optimizer.lr=0.1", f"train.grad_clip={clip_arg}")
+    loop = Loop(build(cfg), cfg, fingerprint(cfg))
+    before = torch.cat([p.detach().flatten().clone() for p in loop.model.parameters()])
+    loop.train_step(*loop.task.train_batch(loop.parts.sampler.next()))
+    after = torch.cat([p.detach().flatten() for p in loop.model.parameters()])
+    moved = (after - before).norm().item()
+    if clip is None:
+        assert moved > 100 * 0.1 * 1e-3
+    else:
+        assert moved == pytest.approx(0.1 * clip, rel=1e-3)
 
 
 @pytest.mark.slow
-def test_sigterm_from_outside_checkpoints_a_cli_run(tmp_path):
-    args = (*SMALL, "train.steps=3000", "train.checkpoint_every=1000", "train.eval_every=3000",
-            f"hydra.run.dir={tmp_path}")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and "step 100/" not in _read(tmp_path / "train.log"):
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + signal.SIGTERM, stderr
-    result = json.loads((tmp_path / "results.json").read_text())
-    saved = read_checkpoint(tmp_path / CHECKPOINT)["step"]
-    assert result["status"] == "interrupted" and result["steps"] == saved and saved >= 100
-    assert "SIGTERM at step" in _read(tmp_path / "train.log")
+def test_a_pmnist_run_records_its_permutation(tmp_path, mnist_dir):
+    run(compose_cfg("dataset=pmnist", f"data_dir={mnist_dir}", "model.hidden_size=8",
+                    "dataset.train_limit=64", "dataset.test_limit=64", "train.steps=1",
+                    "device=cpu"), tmp_path)
+    saved = json.loads((tmp_path / "permutation.json").read_text())
+    assert sorted(saved) == list(range(784)) and saved != list(range(784))
+    assert saved == pixel_permutation(784, 0).tolist()
 
 
-def _read(path):
-    try:
-        return path.read_text()
-    except FileNotFoundError:
-        return ""
+def test_a_run_that_diverges_before_any_evaluation_scores_zero_for_a_sweeper(tmp_path):
+    args = (*SMALL, "optimizer.lr=1e12", "train.steps=200", "train.log_every=50")
+    assert run(compose_cfg(*args), tmp_path / "a") == 0.0
+    assert RunResult.read(tmp_path / "a").status == "diverged"
+    assert run(compose_cfg(*args), tmp_path / "a") == 0.0  # skipped: the same answer
+    assert run(compose_cfg(*args, "dataset.val_size=0"), tmp_path / "b") is None
 
 
-def test_fingerprints_of_older_versions_still_match(tmp_path):
-    """Before presets, every model recorded eps/gamma, adagrad a momentum and every dataset all
-    seeds: settings a model does not have are not compared, real differences still are."""
-    from arnn.identity import check_same_run as _check_same_run
-    from arnn.identity import fingerprint as config_fingerprint
 
-    cfg = compose_cfg("model=lstm", "optimizer=adagrad", "train.steps=5")
-    current = config_fingerprint(cfg)
-    old = json.loads(json.dumps(current))
-    old["model"].update(eps=0.1, gamma=0.1, backend="auto")
-    old["optimizer"]["momentum"] = 0.9
-    old["dataset"].update(noise_seed=0, permutation_seed=0, paper_steps=50000)
-    old["train"]["steps"] = 2000
-    _check_same_run(tmp_path / "results.json", old, current)
-    old["dataset"]["train_limit"] = 100
-    old["dataset"]["split_seed"] = 1
-    with pytest.raises(CheckpointError, match=r"dataset.split_seed: 1 there, 0 now; "
-                                              r"dataset.train_limit: 100 there, None now"):
-        _check_same_run(tmp_path / "results.json", old, current)
-
-
-def test_a_run_directory_of_the_previous_layout_resumes_bit_identically(tmp_path):
-    """tests/data/run_before_redesign: a digits run made by the code before the runner was split
-    (the commit before it), killed with SIGKILL at step 120 of 300 (results.json `running`,
-    checkpoint at step 120). Resumed now, it ends where an uninterrupted run of that code ended
-    (straight_results.json) and bit-identical to an uninterrupted run of this code."""
-    fixture = Path(__file__).parent / "data" / "run_before_redesign"
-    args = (*SMALL, "train.steps=300", "train.checkpoint_every=40", "train.log_every=20",
-            "train.eval_every=100", "dataset.val_size=0")  # as then: no validation split
-    killed = tmp_path / "killed"
-    shutil.copytree(fixture, killed)
-    assert json.loads((killed / "results.json").read_text())["status"] == "running"
-    assert read_checkpoint(killed / CHECKPOINT)["step"] == 120
-    run(compose_cfg(*args), killed)
-    run(compose_cfg(*args), tmp_path / "straight")
-    a, b = _checkpoint_params(tmp_path / "straight"), _checkpoint_params(killed)
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    expected = json.loads((fixture / "straight_results.json").read_text())
-    for run_dir in (killed, tmp_path / "straight"):
-        result = json.loads((run_dir / "results.json").read_text())
-        assert {k: result[k] for k in expected} == expected
-
-
-def test_unrelated_edits_and_the_backend_do_not_change_a_runs_identity(tmp_path):
-    """Editing the LSTM's hidden size (its preset) does not block extending an arnn run, nor
-    does naming the backend `auto` resolves to on a CPU; a setting of the run itself does."""
-    conf = tmp_path / "conf"
-    shutil.copytree(CONF, conf)
-    args = ["model=arnn", *SMALL, "train.checkpoint_every=2"]
-    run(compose_config([*args, "train.steps=4"], conf), tmp_path / "run")
-    lstm = conf / "preset" / "lstm_digits.yaml"
-    lstm.write_text(lstm.read_text().replace("hidden_size: 32", "hidden_size: 64"))
-    run(compose_config([*args, "train.steps=6", "model.backend=torch"], conf), tmp_path / "run")
-    assert RunResult.read(tmp_path / "run").steps == 6
-    arnn = conf / "preset" / "arnn_digits.yaml"
-    arnn.write_text(arnn.read_text().replace("sigma_w: 1.0", "sigma_w: 2.0"))
-    with pytest.raises(CheckpointError, match=r"model.sigma_w: 1.0 there, 2.0 now"):
-        run(compose_config([*args, "train.steps=8"], conf), tmp_path / "run")
+def test_max_loss_reads_the_window_mean_not_its_last_loss():
+    """Losses 5 then 1: the mean (3) is above train.max_loss=2.5, the last one is not."""
+    window = StepWindow(10, torch.device("cpu"), 0)
+    for step, loss in ((1, 5.0), (2, 1.0)):
+        window.record(step, torch.tensor(loss), torch.tensor(1.0), torch.tensor(0.0), 4)
+    last_finite, diverged = window.divergence(2, 2.5)
+    assert last_finite == 1.0 and diverged == (2, "mean training loss 3 over steps 1-2 > "
+                                               "train.max_loss=2.5")
+    assert window.divergence(2, 3.5)[1] is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from arnn.collect import collect
+from arnn.report.jobs import collect
 from arnn.results import RunResult
 from tests.fixtures import SMALL, run_cli
 

@@ -9,8 +9,8 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from arnn.collect import collect
 from arnn.collect import main as collect_main
+from arnn.report.jobs import collect
 from tests.fixtures import compose_cfg, run_cli
 
 pytestmark = pytest.mark.slow  # every test here runs sweeps through train.py
@@ -62,7 +62,7 @@ def _statuses(sweep_dir):
             for p in sweep_dir.glob("*/results.json")}
 
 
-def _collect_and_check(sweep_dir, rows):
+def _collected(sweep_dir, rows):
     collect_main([str(sweep_dir)])
     with open(sweep_dir / "results.csv") as f:
         table = list(csv.DictReader(f))
@@ -86,13 +86,13 @@ def test_smoke_sweep_end_to_end(tmp_path, launcher):
     proc = run_cli("-m", "+sweep=smoke", *LAUNCHERS[launcher], f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert _statuses(sweep) == {str(i): "completed" for i in range(4)}
-    table, md = _collect_and_check(sweep, 4)
+    table, md = _collected(sweep, 4)
     assert {(r["model"], r["lr"]) for r in table} == {
         (m, lr) for m in ("arnn", "gated_arnn") for lr in ("0.1", "0.3")
     }
     assert all(r["status"] == "completed" and r["steps"] == "30" for r in table)
     assert "| digits | arnn |" in md and "| digits | gated_arnn |" in md
-    assert "| 4 | 0 | 0 | 0 | 0 | 0 | 4 |" in md
+    assert "| 4 | 0 | 0 | 0 | 0 | 0 | 0 | 4 |" in md
 
 
 def test_rerunning_a_sweep_trains_only_unfinished_jobs(tmp_path):
@@ -123,8 +123,8 @@ def test_sweep_with_diverging_and_failing_jobs(tmp_path):
     found = collect([sweep])
     jobs, missing = found.jobs, found.missing
     assert missing == 0 and len(jobs) == 4
-    table, md = _collect_and_check(sweep, 4)
-    assert "| 1 | 1 | 2 | 0 | 0 | 0 | 4 |" in md
+    table, md = _collected(sweep, 4)
+    assert "| 1 | 1 | 0 | 2 | 0 | 0 | 0 | 4 |" in md
     failed = [r for r in table if r["status"] == "failed"]
     assert all("mnist: files not found" in r["error"] for r in failed)
     assert "Jobs without a final result" in md
@@ -140,8 +140,8 @@ def test_collect_counts_jobs_not_started_yet(tmp_path):
     found = collect([sweep])
     jobs, missing = found.jobs, found.missing
     assert missing == 1 and [j.status for j in jobs].count("running") == 1
-    _, md = _collect_and_check(sweep, 3)
-    assert "| 2 | 0 | 0 | 1 | 0 | 1 | 4 |" in md
+    _, md = _collected(sweep, 3)
+    assert "| 2 | 0 | 0 | 0 | 1 | 0 | 1 | 4 |" in md
 
 
 def test_slurm_launcher_config_is_ready():

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from omegaconf import OmegaConf
 
 from arnn.config import ConfigError, validate
 from arnn.models import SequenceClassifier, build_cell, count_parameters
@@ -93,8 +94,18 @@ def test_fewer_classes_than_the_labels_is_refused_before_anything_is_written(tmp
     assert not (tmp_path / "run" / "results.json").exists()
 
 
-def test_valid_config_passes():
-    validate(compose_cfg("model=lstm", "dataset=cifar10", "optimizer=adagrad"))
+BOUNDARY_VALUES = ["model.eps=1e-9", "model.gamma=0", "model.hidden_size=1", "seed=0",
+                   "seed=4294967295", "dataset.num_classes=10", "dataset.val_seed=4294967295",
+                   "train.steps=0", "model.sigma_w=0", "optimizer.weight_decay=0"]
+
+
+@pytest.mark.parametrize("override", BOUNDARY_VALUES)
+def test_values_at_the_edge_of_their_range_pass(override):
+    """The ranges' edges are allowed: a bound set one off would refuse these."""
+    cfg = compose_cfg("model=arnn", override)
+    validate(cfg)
+    key, value = override.split("=")
+    assert float(OmegaConf.select(cfg, key)) == float(value)
 
 
 CLI_CASES = [

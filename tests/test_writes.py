@@ -11,36 +11,42 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
 from arnn import storage
-from arnn.checkpoint import CHECKPOINT
+from arnn.checkpoint import CHECKPOINT, save_atomic
 from arnn.errors import UserError, one_line
 from arnn.results import RunResult
 from arnn.run_dir import run
-from arnn.storage import LOCK_FILE, RunDirLock, RunLogHandler, UnsafeRunDir, WriteError
-from tests.fixtures import SMALL, compose_cfg, run_cli, run_cli_patched, write_cifar10
+from arnn.storage import (
+    LOCK_FILE,
+    RunDirBusy,
+    RunDirLock,
+    RunLogHandler,
+    UnsafeRunDir,
+    WriteError,
+    write_atomic,
+)
+from tests.fixtures import (
+    ROOT,
+    SMALL,
+    compose_cfg,
+    files_under,
+    one_line_error,
+    read_checkpoint,
+    run_cli,
+    run_cli_patched,
+    write_cifar10,
+)
 from tests.fuzz import in_child
 
 ARGS = (*SMALL, "train.steps=2")
 PMNIST = ("dataset=pmnist", "dataset.train_limit=64", "dataset.test_limit=50")
-
-
-def _one_line(proc: subprocess.CompletedProcess, *named: object) -> str:
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
-    for name in named:
-        assert str(name) in lines[0], lines[0]
-    return lines[0]
-
-
-def _files(root: Path) -> dict[Path, bytes]:
-    return {p: p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.is_symlink() and p.name != LOCK_FILE}
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +91,7 @@ def test_a_linked_lock_from_the_command_line(tmp_path):
     target.write_text("precious\n")
     run_dir.mkdir()
     (run_dir / LOCK_FILE).symlink_to(target)
-    _one_line(run_cli(*ARGS, f"hydra.run.dir={run_dir}"), run_dir / LOCK_FILE)
+    one_line_error(run_cli(*ARGS, f"hydra.run.dir={run_dir}"), run_dir / LOCK_FILE)
     assert target.read_text() == "precious\n"
 
 
@@ -95,7 +101,7 @@ def test_a_linked_job_log_from_the_command_line(tmp_path):
     target.write_text("precious\n")
     run_dir.mkdir()
     (run_dir / "train.log").symlink_to(target)
-    _one_line(run_cli(*ARGS, f"hydra.run.dir={run_dir}"), run_dir / "train.log")
+    one_line_error(run_cli(*ARGS, f"hydra.run.dir={run_dir}"), run_dir / "train.log")
     assert target.read_text() == "precious\n"
 
 
@@ -168,10 +174,10 @@ def test_a_truncated_checkpoint_under_a_completed_run(tmp_path):
     assert run_cli(*SMALL, "train.steps=20", f"hydra.run.dir={run_dir}").returncode == 0
     ckpt = run_dir / CHECKPOINT
     ckpt.write_bytes(ckpt.read_bytes()[:-1000])
-    before = _files(run_dir)
-    line = _one_line(run_cli(*SMALL, "train.steps=40", f"hydra.run.dir={run_dir}"), ckpt)
+    before = files_under(run_dir)
+    line = one_line_error(run_cli(*SMALL, "train.steps=40", f"hydra.run.dir={run_dir}"), ckpt)
     assert "corrupt or truncated" in line
-    after = _files(run_dir)
+    after = files_under(run_dir)
     log = after.pop(run_dir / "train.log")
     assert after == {k: v for k, v in before.items() if k.name != "train.log"}
     assert log.endswith(f"refused: {line.removeprefix('error: ')}\n".encode())
@@ -187,9 +193,9 @@ def test_a_truncated_mnist_file_under_a_completed_run(tmp_path, mnist_dir):
     assert run_cli(*args, "train.steps=2").returncode == 0
     damaged = data / "t10k-labels-idx1-ubyte.gz"
     damaged.write_bytes(damaged.read_bytes()[:-100])
-    before = _files(run_dir)
-    _one_line(run_cli(*args, "train.steps=4"), damaged)
-    after = _files(run_dir)
+    before = files_under(run_dir)
+    one_line_error(run_cli(*args, "train.steps=4"), damaged)
+    after = files_under(run_dir)
     assert {k: v for k, v in after.items() if k.name != "train.log"} == {
         k: v for k, v in before.items() if k.name != "train.log"}
 
@@ -209,7 +215,7 @@ def test_a_damaged_batch_in_a_new_directory_is_recorded_as_failed(tmp_path):
 # --- the file system says no ------------------------------------------------------------------
 
 @pytest.mark.parametrize("error", [errno.EROFS, errno.ENOSPC, errno.EACCES, errno.EDQUOT])
-def test_a_file_system_that_refuses_writes_is_one_line(tmp_path, monkeypatch, error):
+def test_a_file_system_that_refuses_writes_isone_line_error(tmp_path, monkeypatch, error):
     """Read-only, out of inodes or space, an immutable directory: mkstemp fails inside the
     error handling, the lock's open too."""
     real = storage.tempfile.mkstemp
@@ -235,7 +241,7 @@ def test_a_file_system_that_refuses_writes_is_one_line(tmp_path, monkeypatch, er
 
 def test_a_lock_that_is_a_directory_from_the_command_line(tmp_path):
     (tmp_path / "run" / LOCK_FILE).mkdir(parents=True)
-    _one_line(run_cli(*ARGS, f"hydra.run.dir={tmp_path / 'run'}"), LOCK_FILE)
+    one_line_error(run_cli(*ARGS, f"hydra.run.dir={tmp_path / 'run'}"), LOCK_FILE)
 
 
 def test_an_os_error_anywhere_in_a_run_is_one_line_from_the_command_line(tmp_path):
@@ -246,7 +252,7 @@ def test_an_os_error_anywhere_in_a_run_is_one_line_from_the_command_line(tmp_pat
         "def refuse(*a, **k): raise OSError(errno.EROFS, 'Read-only file system', 'events.x')\n"
         "SummaryWriter.__init__ = refuse\n",
         *ARGS, f"hydra.run.dir={tmp_path / 'run'}")
-    _one_line(proc, "events.x", "Read-only file system")
+    one_line_error(proc, "events.x", "Read-only file system")
 
 
 # --- error lines ------------------------------------------------------------------------------
@@ -262,7 +268,7 @@ def test_a_record_with_escape_sequences_is_reported_printably(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "results.json").write_text('{"status": "\\u001b[2Jdone"}')
-    _one_line(run_cli(*ARGS, f"hydra.run.dir={run_dir}"), "\\x1b[2Jdone")
+    one_line_error(run_cli(*ARGS, f"hydra.run.dir={run_dir}"), "\\x1b[2Jdone")
 
 
 def test_temporary_files_of_another_name_are_left_alone(tmp_path):
@@ -270,3 +276,115 @@ def test_temporary_files_of_another_name_are_left_alone(tmp_path):
     mine = Path(tempfile.mkstemp(dir=tmp_path, prefix="notes", suffix=".tmp")[1])
     run(compose_cfg(*SMALL, "train.steps=3"), tmp_path)
     assert mine.exists()
+
+
+# --- one writer per run directory; failing writes ----------------------------------------------
+
+
+def test_a_held_directory_is_refused_and_left_unchanged(tmp_path):
+    run(compose_cfg(*SMALL, "train.steps=2"), tmp_path)
+    (tmp_path / "results.json").unlink()  # as if interrupted: the next start would resume
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.name != ".arnn.lock"}
+    with RunDirLock(tmp_path):
+        with pytest.raises(RunDirBusy, match=rf"{tmp_path} is in use by pid {os.getpid()} on "):
+            run(compose_cfg(*SMALL, "train.steps=2"), tmp_path)
+    after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.name != ".arnn.lock"}
+    assert before == after
+    run(compose_cfg(*SMALL, "train.steps=2"), tmp_path)  # released: it resumes
+    assert RunResult.read(tmp_path).status == "completed"
+
+
+@pytest.mark.slow
+def test_second_process_stops_and_kill_9_releases_the_directory(tmp_path):
+    args = (*SMALL, "train.steps=1500", "train.checkpoint_every=25", "train.eval_every=1500",
+            f"hydra.run.dir={tmp_path}")
+    first = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not (tmp_path / CHECKPOINT).exists() and time.time() < deadline:
+            time.sleep(0.1)
+        record = (tmp_path / ".hydra" / "config.yaml").read_text()
+        start = time.perf_counter()
+        second = run_cli(*args, "seed=1")  # even another config: refused before anything
+        elapsed = time.perf_counter() - start
+        line = one_line_error(second, tmp_path)
+        assert f"pid {first.pid} on " in line and elapsed < 30
+        assert first.poll() is None  # the holder trains on
+        assert (tmp_path / ".hydra" / "config.yaml").read_text() == record
+    finally:
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+    resumed = run_cli(*args)  # the kernel released the lock with the process
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in (tmp_path / "train.log").read_text()
+    assert RunResult.read(tmp_path).status == "completed"
+
+
+@pytest.mark.slow
+def test_a_busy_job_fails_alone_in_a_sweep(tmp_path):
+    sweep = tmp_path / "sweep"
+    (sweep / "1").mkdir(parents=True)
+    with RunDirLock(sweep / "1"):
+        proc = run_cli("-m", *SMALL, "model.eps=0.05,0.1", "train.steps=5",
+                       f"hydra.sweep.dir={sweep}")
+    assert proc.returncode != 0 and "is in use by pid" in proc.stderr
+    assert RunResult.read(sweep / "0").status == "completed"
+    assert not (sweep / "1" / "results.json").exists()
+
+
+def _fail_fsync_after(monkeypatch, calls: int, only: str = ""):
+    count = {"n": 0}
+    real = os.fsync
+
+    def fsync(fd):
+        name = os.readlink(f"/proc/self/fd/{fd}")
+        if only in name:
+            count["n"] += 1
+            if count["n"] > calls:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd)
+
+    monkeypatch.setattr(storage.os, "fsync", fsync)
+
+
+def test_a_failing_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
+    _fail_fsync_after(monkeypatch, 1, only="last.pt")
+    with pytest.raises(WriteError, match=r"last.pt: No space left on device \(errno 28\)"):
+        run(compose_cfg(*SMALL, "train.steps=6", "train.checkpoint_every=2"), tmp_path)
+    assert read_checkpoint(tmp_path / CHECKPOINT)["step"] == 2  # the previous one, whole
+    result = RunResult.read(tmp_path)
+    assert result.status == "failed" and "No space left on device" in result.error
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_a_failing_results_write_keeps_the_previous_one(tmp_path, monkeypatch):
+    _fail_fsync_after(monkeypatch, 1, only="results.json")  # 'running' is written, then none
+    with pytest.raises(WriteError, match="results.json: No space left"):
+        run(compose_cfg(*SMALL, "train.steps=2"), tmp_path)
+    assert RunResult.read(tmp_path).status == "running"
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_failing_write_from_the_command_line_is_one_line(tmp_path):
+    proc = run_cli_patched(
+        "import errno; from arnn import storage\n"
+        "def fsync(fd): raise OSError(errno.EIO, 'Input/output error')\n"
+        "storage.os.fsync = fsync\n",
+        *SMALL, "train.steps=2", f"hydra.run.dir={tmp_path}")
+    line = one_line_error(proc, tmp_path / ".hydra" / "config.yaml")
+    assert "Input/output error (errno 5)" in line
+
+
+def test_temporary_names_are_unique_per_writer(tmp_path, monkeypatch):
+    names = []
+    real = os.replace
+    monkeypatch.setattr(storage.os, "replace", lambda a, b: (names.append(a), real(a, b)))
+    write_atomic(tmp_path / "f", b"1")
+    write_atomic(tmp_path / "f", b"2")
+    assert len(set(names)) == 2 and (tmp_path / "f").read_bytes() == b"2"
+    state = {"model": {}, "step": 0, "fingerprint": {}}
+    save_atomic(state, tmp_path / "c.pt")
+    assert read_checkpoint(tmp_path / "c.pt") == state
+

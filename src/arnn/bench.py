@@ -178,7 +178,7 @@ def loop_overhead(overrides: list[str], steps: int) -> dict:
     from arnn.build import build
     from arnn.config import compose_config
     from arnn.identity import fingerprint
-    from arnn.loop import Loop
+    from arnn.loop import Checkpoints, Loop
     from arnn.monitor import Monitor
 
     def loop_for(total: int) -> Loop:
@@ -192,7 +192,7 @@ def loop_overhead(overrides: list[str], steps: int) -> dict:
 
             def fit() -> None:
                 nonlocal status
-                status = loop.fit(monitor, run_dir)
+                status = loop.fit(monitor, Checkpoints(run_dir))
 
             elapsed = _ms_per_call(fit, 1, loop.parts.device)
         if status != "completed":  # a run cut short would time fewer steps than asked

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import math
 import random
 import re
 import zipfile
@@ -51,11 +50,12 @@ def save_atomic(state: dict[str, Any], path: Path) -> None:
 
 
 def max_checkpoint_bytes(model: torch.nn.Module, num_train: int, steps: int) -> int:
-    """The largest checkpoint a run of `model` writes: the weights and at most two optimizer
-    tensors per weight, the sampler's order of the training set, one evaluation per step, and
-    room for the RNG states and the archive's own records."""
+    """The largest checkpoint a run of `model` writes: the weights, at most three optimizer
+    tensors per weight (RMSprop centred with momentum) and the weights at the best validation
+    accuracy, the sampler's order of the training set, one evaluation per step, and room for
+    the RNG states and the archive's own records."""
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    return 3 * weights + 8 * num_train + 64 * steps + (4 << 20)
+    return 5 * weights + 8 * num_train + 64 * steps + (4 << 20)
 
 
 def _check_archive(path: Path, archive: bytes, max_bytes: int) -> None:
@@ -97,41 +97,9 @@ def load_checkpoint(path: Path, max_bytes: int) -> dict[str, Any]:
                 if refused else f"unreadable: {type(e).__name__}")
         raise CheckpointError(f"checkpoint {path} is refused ({what}); {UNTOUCHED}") from None
     if not (isinstance(state, dict) and "model" in state and "step" in state
-            and isinstance(state.get("fingerprint"), dict)):
+            and isinstance(state.get("fingerprint"), dict)):  # what last.pt and best.pt share
         raise CheckpointError(f"checkpoint {path} is not an arnn checkpoint; {UNTOUCHED}")
     return state
-
-
-def _number(value: Any, low: float = -math.inf, high: float = math.inf) -> bool:
-    return (isinstance(value, int | float) and not isinstance(value, bool)
-            and math.isfinite(value) and low <= value <= high)
-
-
-def check_state(path: Path, state: dict[str, Any], max_step: int) -> None:
-    """The checkpoint's plain values have the types and ranges a run writes (the tensors are
-    checked by their owners when loaded)."""
-    def bad(what: str) -> CheckpointError:
-        return CheckpointError(f"checkpoint {path} is refused ({what}); {UNTOUCHED}")
-
-    step = state.get("step")
-    if not (isinstance(step, int) and not isinstance(step, bool) and 0 <= step <= max_step):
-        raise bad(f"step {step!r} is not an integer in 0..train.steps={max_step}")
-    for key, kind in (("model", dict), ("optimizer", dict), ("sampler", dict), ("task", dict),
-                      ("rng", dict), ("fingerprint", dict), ("evaluations", list),
-                      ("window", tuple | list)):
-        if not isinstance(state.get(key), kind):
-            raise bad(f"{key} is {type(state.get(key)).__name__}")
-    for key in ("best", "last", "last_finite_loss"):
-        if state.get(key) is not None and not _number(state[key]):
-            raise bad(f"{key} {state[key]!r} is not a finite number")
-    if not _number(state.get("wall_time_s"), 0):
-        raise bad(f"wall_time_s {state.get('wall_time_s')!r} is not a number >= 0")
-    evaluations = state["evaluations"]
-    if len(evaluations) > step + 1 or not all(
-        isinstance(e, list) and len(e) in (2, 3) and _number(e[0], 0, step)
-        and all(_number(a, 0, 1) for a in e[1:]) for e in evaluations
-    ):
-        raise bad("evaluations are not [step, test accuracy(, val accuracy)] of this run")
 
 
 def check_compatible(path: Path, saved: dict[str, torch.Tensor], model: torch.nn.Module) -> None:

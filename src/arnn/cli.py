@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import sys
 from pathlib import Path
 
@@ -12,12 +11,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from arnn.config import default_config_dir, register_configs
+from arnn.config import compose_config, default_config_dir, register_configs, validate
 from arnn.errors import ConfigError, UserError, exit_with, invalid, one_line
 from arnn.preemption import quiet_sacct_polls, uses_submitit
 from arnn.results import RunResult
-from arnn.run_dir import run
-from arnn.storage import LOCK_FILE, RunDirLock, RunLogHandler, UnsafeRunDir, write_atomic
+from arnn.run_dir import record_failure, run
+from arnn.storage import RunDirLock, RunLogHandler, UnsafeRunDir, write_atomic
 
 log = logging.getLogger("arnn")
 GROUPS = ("model", "dataset", "optimizer", "preset", "sweep")
@@ -50,16 +49,19 @@ def check_group_choices(args: list[str], config_dir: Path) -> None:
                 raise invalid(group, value, options)
 
 
-def _remove_if_only_hydra_files(run_dir: Path) -> None:
-    """Hydra creates the run directory before the task starts; a run refused for a bad value
-    takes away what Hydra wrote, and nothing else."""
-    if not run_dir.is_dir():
+def check_before_hydra(args: list[str], config_dir: Path) -> None:
+    """A single run's config composed and validated before Hydra creates its run directory, so
+    that a bad value leaves nothing behind (a refused run removes nothing: a directory it
+    finds may hold anyone's files). Sweeps validate each job in the job."""
+    if any(a in ("-m", "--multirun", "-c", "--cfg", "-h", "--help", "--hydra-help", "-i",
+                 "--info", "--shell-completion", "-sc") or a.startswith(("hydra.mode=", "-"))
+           for a in args):
         return
-    only_hydra = all(p.name in (".hydra", LOCK_FILE) or p.suffix == ".log"
-                     for p in run_dir.iterdir())
-    if only_hydra:
-        logging.shutdown()
-        shutil.rmtree(run_dir, ignore_errors=True)
+    try:
+        cfg = compose_config([a for a in args if not a.startswith("hydra.")], config_dir)
+    except Exception:  # noqa: BLE001 - a config Hydra cannot compose: Hydra reports it itself
+        return
+    validate(cfg)
 
 
 def _save_hydra_files(cfg: DictConfig, run_dir: Path) -> None:
@@ -79,9 +81,8 @@ def _record_refused(cfg: DictConfig, run_dir: Path, error: ConfigError) -> None:
         if RunResult.read(run_dir) is not None:
             return
         _save_hydra_files(cfg, run_dir)
-        names = {group: {"name": str(cfg[group].name)} for group in ("model", "dataset",
-                                                                      "optimizer")}
-        RunResult.failed(names, error).write(run_dir)
+        record_failure(run_dir, error, {group: {"name": str(cfg[group].name)}
+                                        for group in ("model", "dataset", "optimizer")})
 
 
 def _log_refusal(error: UserError) -> None:
@@ -105,8 +106,7 @@ def _task(cfg: DictConfig) -> float | None:
         if not isinstance(e, UnsafeRunDir):
             _log_refusal(e)
         if hydra_cfg.mode != RunMode.MULTIRUN:
-            if isinstance(e, ConfigError):
-                _remove_if_only_hydra_files(run_dir)
+            logging.shutdown()
             exit_with(e)
         # In a sweep this job fails alone: Hydra records it and the sweep goes on.
         print(f"error: {one_line(e)}", file=sys.stderr)
@@ -117,11 +117,12 @@ def _task(cfg: DictConfig) -> float | None:
 
 def main(config_dir: str | Path | None = None) -> None:
     config_dir = Path(config_dir) if config_dir else default_config_dir()
-    register_configs()
+    register_configs(config_dir)
     if uses_submitit(sys.argv[1:], config_dir):
         quiet_sacct_polls()
     try:
         check_group_choices(sys.argv[1:], config_dir)
+        check_before_hydra(sys.argv[1:], config_dir)
     except ConfigError as e:
         exit_with(e)
     hydra.main(version_base="1.3", config_path=str(config_dir), config_name="train")(_task)()

@@ -9,21 +9,22 @@ what is allowed. Which settings a model, optimizer or dataset has comes from its
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from arnn.data.tasks import DATASETS
-from arnn.errors import ConfigError, invalid
+from arnn.errors import ConfigError, Range, invalid
 from arnn.grid import register_resolver
 from arnn.models import CELLS
 from arnn.optimizers import OPTIMIZERS
 from arnn.recurrence import triton_available
+from arnn.registry import REGISTRIES, optional_settings, settings_of
 
 BACKENDS = ("auto", "reference", "torch", "triton")
 DEVICES = ("auto", "cpu", "cuda")
@@ -34,24 +35,20 @@ RESUME_MODES = ("auto", "never", "must")
 
 
 @dataclass
-class ModelConfig:
+class _ModelCommon:
     name: str = MISSING
     hidden_size: int = MISSING  # n; set per (model, task) by conf/preset/
-    eps: float | None = MISSING  # Euler step size (antisymmetric models and the ablation)
-    gamma: float | None = MISSING  # diffusion: A = W - W^T - gamma I (arnn, gated_arnn)
-    sigma_w: float = MISSING  # hidden-to-hidden init ~ N(0, sigma_w^2 / n)
     backend: str | None = MISSING  # recurrence backend: auto | reference | torch | triton
 
 
 @dataclass
-class DatasetConfig:
+class _DatasetCommon:
     name: str = MISSING
     input_size: int = MISSING  # m: inputs per step
     seq_len: int = MISSING  # T: steps per sequence
     num_classes: int = MISSING
     standardize: bool = MISSING  # subtract the training mean / divide by the std, per channel
     download: bool = MISSING  # fetch missing files with torchvision
-    paper_steps: int | None = MISSING  # the paper's iteration count (None: not a paper task)
     # Held out of the training split for choosing settings (stratified; conf/dataset/*.yaml):
     # a count, a fraction in (0, 1), or 0 for none (train on the whole split, as the paper).
     val_size: Any = MISSING
@@ -59,18 +56,39 @@ class DatasetConfig:
     train_limit: int | None = None  # keep only the first N training examples
     test_limit: int | None = None  # keep only the first N test examples
     path: str | None = None  # folder holding the files; default: data_dir
-    permutation_seed: int | None = None  # pmnist: seed of the fixed pixel permutation
-    noise_seed: int | None = None  # noise_cifar10: seed of the test set's noise
-    split_seed: int | None = None  # digits: seed of the fixed train/test split
-    test_fraction: float | None = None  # digits: share of examples held out for testing
 
 
 @dataclass
-class OptimizerConfig:
+class _OptimizerCommon:
     name: str = MISSING
     lr: float = MISSING  # conf/preset/: chosen per (model, task)
-    momentum: float | None = MISSING  # sgd only; the paper does not state its value
     weight_decay: float = MISSING
+
+
+def _declared(entry: Any) -> dict[str, type]:
+    """A registry entry's settings with their types: a spec's `settings` mapping, or a cell's
+    `settings` names typed by its constructor's annotations (the constructor takes them)."""
+    if isinstance(entry.settings, dict):
+        return entry.settings
+    hints = get_type_hints(entry.__init__)
+    return {key: hints[key] for key in entry.settings}
+
+
+def _with_registry_settings(name: str, base: type, registry: dict[str, Any]) -> type:
+    """`base` plus one optional field per setting that entries of `registry` declare (with its
+    type; None for the entries that do not have it): a new setting is declared once, in its
+    registry entry."""
+    declared: dict[str, type] = {}
+    for entry in registry.values():
+        declared.update(_declared(entry))
+    fields = [(key, kind | None, dataclasses.field(default=None))
+              for key, kind in declared.items()]
+    return dataclasses.make_dataclass(name, fields, bases=(base,))
+
+
+ModelConfig = _with_registry_settings("ModelConfig", _ModelCommon, CELLS)
+DatasetConfig = _with_registry_settings("DatasetConfig", _DatasetCommon, DATASETS)
+OptimizerConfig = _with_registry_settings("OptimizerConfig", _OptimizerCommon, OPTIMIZERS)
 
 
 @dataclass
@@ -98,29 +116,6 @@ class Config:
     data_dir: str = MISSING
 
 
-# The settings every entry of a group has; `settings_of` adds the entry's own.
-REGISTRIES: dict[str, dict[str, Any]] = {"model": CELLS, "optimizer": OPTIMIZERS,
-                                         "dataset": DATASETS}
-COMMON_SETTINGS = {
-    "model": ("name", "hidden_size"),
-    "optimizer": ("name", "lr", "weight_decay"),
-    "dataset": ("name", "input_size", "seq_len", "num_classes", "standardize", "val_size",
-                "val_seed", "train_limit", "test_limit"),
-}
-
-
-def settings_of(group: str, name: str) -> tuple[str, ...]:
-    """The settings the entry `name` of `group` (model, optimizer, dataset) has: what defines
-    it, is validated, identifies a run and describes a job in the collector."""
-    return COMMON_SETTINGS[group] + REGISTRIES[group][name].settings
-
-
-def optional_settings(group: str) -> tuple[str, ...]:
-    """The group's settings that some entries have and others do not (null for those)."""
-    return tuple(dict.fromkeys(s for entry in REGISTRIES[group].values() for s in entry.settings
-                               if s not in COMMON_SETTINGS[group]))
-
-
 def study_storage(sweep_dir: str) -> str:
     """`${study_storage:${hydra.sweep.dir}}` (conf/hparams_search/): the SQLite URL of an Optuna
     study kept in the sweep directory, which is made here because the sweeper opens the study
@@ -130,11 +125,46 @@ def study_storage(sweep_dir: str) -> str:
     return f"sqlite:///{path / 'optuna.db'}"
 
 
-def register_configs() -> None:
+_config_dir: Path | None = None  # where `preset_for` looks for preset files
+
+
+def preset_for(model: str, dataset: str) -> str:
+    """`${arnn_preset:${model},${dataset}}`, the preset of the defaults list (conf/train.yaml):
+    conf/preset/<model>_<dataset>.yaml when the pair has one, else that of the dataset its
+    registry entry names (`presets_from`), and so on, ending at the digits' (the offline
+    default's, which every model has)."""
+    folder = (_config_dir or default_config_dir()) / "preset"
+    seen = [dataset]
+    while not (folder / f"{model}_{seen[-1]}.yaml").is_file() and seen[-1] in DATASETS:
+        nearer = DATASETS[seen[-1]].presets_from
+        if nearer in seen:
+            break
+        seen.append(nearer)
+    return f"{model}_{seen[-1]}"
+
+
+def paper_protocol(dataset: str, on_paper: Any, otherwise: Any) -> Any:
+    """`${arnn_paper:${dataset.name},A,B}` (conf/train.yaml): A on a dataset that follows the
+    paper's protocol (its registry entry has `paper_steps`), else B."""
+    spec = DATASETS.get(dataset)
+    return otherwise if spec is None or spec.paper_steps is None else on_paper
+
+
+def paper_steps(dataset: str, otherwise: int) -> int:
+    """`${arnn_paper_steps:${dataset.name},N}`: the paper's step count on its tasks, else N."""
+    return paper_protocol(dataset, DATASETS[dataset].paper_steps if dataset in DATASETS else None,
+                          otherwise)
+
+
+def register_configs(config_dir: Path | None = None) -> None:
+    global _config_dir
+    _config_dir = config_dir if config_dir is not None else _config_dir
     ConfigStore.instance().store(name="train_schema", node=Config)
     register_resolver()
-    if not OmegaConf.has_resolver("study_storage"):
-        OmegaConf.register_new_resolver("study_storage", study_storage)
+    for name, resolver in (("study_storage", study_storage), ("arnn_preset", preset_for),
+                           ("arnn_paper", paper_protocol), ("arnn_paper_steps", paper_steps)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
 
 
 def default_config_dir() -> Path:
@@ -152,47 +182,53 @@ def compose_config(
     """The config `python train.py <overrides>` would run (for scripts, tools and tests)."""
     from hydra import compose, initialize_config_dir
 
-    register_configs()
-    with initialize_config_dir(config_dir=str(config_dir or default_config_dir()),
+    config_dir = Path(config_dir or default_config_dir())
+    register_configs(config_dir)
+    with initialize_config_dir(config_dir=str(config_dir),
                                version_base="1.3"):
         return compose(config_name="train", overrides=overrides,
                        return_hydra_config=return_hydra_config)
 
 
-# key -> (lower bound, bound excluded, integer): the ranges the types alone do not say.
-RANGES: dict[str, tuple[float, bool, bool]] = {
-    "seed": (0, False, True),
-    "dataset.num_classes": (2, False, True),
-    "model.hidden_size": (1, False, True),
-    "model.eps": (0, True, False),
-    "model.gamma": (0, False, False),
-    "model.sigma_w": (0, False, False),
-    "optimizer.lr": (0, True, False),
-    "optimizer.momentum": (0, False, False),
-    "optimizer.weight_decay": (0, False, False),
-    "train.steps": (0, False, True),
-    "train.batch_size": (1, False, True),
-    "train.eval_every": (1, False, True),
-    "train.eval_batch_size": (1, False, True),
-    "train.log_every": (1, False, True),
-    "train.checkpoint_every": (1, False, True),
-    "train.grad_clip": (0, True, False),
-    "train.max_loss": (0, True, False),
-    "dataset.input_size": (1, False, True),
-    "dataset.seq_len": (1, False, True),
-    "dataset.val_seed": (0, False, True),
-    "dataset.train_limit": (1, False, True),
-    "dataset.test_limit": (1, False, True),
+SEED_LIMIT = 2**32 - 1  # NumPy's and scikit-learn's seeds are 32-bit
+# The ranges the types alone do not say; a registry entry may declare more (`ranges`), and
+# every seed (a setting named seed or *_seed) is an integer in 0..SEED_LIMIT.
+RANGES: dict[str, Range] = {
+    "dataset.num_classes": Range(2, integer=True, high=1 << 20),
+    "model.hidden_size": Range(1, integer=True, high=1 << 16),
+    "model.eps": Range(0, strict=True),
+    "model.gamma": Range(0),
+    "model.sigma_w": Range(0),
+    "optimizer.lr": Range(0, strict=True),
+    "optimizer.momentum": Range(0),
+    "optimizer.weight_decay": Range(0),
+    "train.steps": Range(0, integer=True, high=1 << 40),
+    "train.batch_size": Range(1, integer=True, high=1 << 24),
+    "train.eval_every": Range(1, integer=True),
+    "train.eval_batch_size": Range(1, integer=True, high=1 << 24),
+    "train.log_every": Range(1, integer=True),
+    "train.checkpoint_every": Range(1, integer=True),
+    "train.grad_clip": Range(0, strict=True),
+    "train.max_loss": Range(0, strict=True),
+    "dataset.input_size": Range(1, integer=True, high=1 << 20),
+    "dataset.seq_len": Range(1, integer=True, high=1 << 24),
+    "dataset.train_limit": Range(1, integer=True),
+    "dataset.test_limit": Range(1, integer=True),
 }
 CHOICES = {"model.backend": BACKENDS, "train.resume": RESUME_MODES, "device": DEVICES}
 
 
-def _check_range(key: str, value: Any, low: float, strict: bool, integer: bool) -> None:
-    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
-    ok = ok and not isinstance(value, bool) and math.isfinite(value)
-    if not (ok and (value > low if strict else value >= low)):
-        kind = "an integer" if integer else "a number"
-        raise invalid(key, value, f"must be {kind} {'>' if strict else '>='} {low:g}")
+def ranges() -> dict[str, Range]:
+    """Every range a config's values are checked against."""
+    out = dict(RANGES)
+    for group, registry in REGISTRIES.items():
+        for entry in registry.values():
+            out.update({f"{group}.{key}": r for key, r in getattr(entry, "ranges", {}).items()})
+        for key in (*optional_settings(group), "val_seed"):
+            if key.endswith("_seed"):
+                out[f"{group}.{key}"] = Range(0, integer=True, high=SEED_LIMIT)
+    out["seed"] = Range(0, integer=True, high=SEED_LIMIT)
+    return out
 
 
 def _check_settings(cfg: DictConfig, group: str) -> None:
@@ -225,10 +261,10 @@ def validate(cfg: DictConfig) -> None:
                       f"model={name} has no backend (set it to null or leave it out)")
     if backend is None and CELLS[name].takes_backend:
         raise invalid("model.backend", None, f"model={name} needs a value")
-    for key, (low, strict, integer) in RANGES.items():
+    for key, allowed_range in ranges().items():
         value = OmegaConf.select(cfg, key)
         if value is not None:
-            _check_range(key, value, low, strict, integer)
+            allowed_range.check(key, value)
     for key, allowed in CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value is not None and value not in allowed:
@@ -240,8 +276,6 @@ def validate(cfg: DictConfig) -> None:
     ):
         raise invalid("dataset.val_size", val_size, "must be a count >= 0 (0: no validation "
                       "split) or a fraction between 0 and 1")
-    if cfg.seed >= 1 << 32:  # numpy's seeds are 32-bit
-        raise invalid("seed", cfg.seed, "must be an integer in 0..4294967295")
     fraction = cfg.dataset.test_fraction
     if fraction is not None and not 0 < fraction < 1:
         raise invalid("dataset.test_fraction", fraction, "must be between 0 and 1")

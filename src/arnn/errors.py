@@ -7,6 +7,7 @@ Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Iterable
 from typing import Any, NoReturn
@@ -25,6 +26,32 @@ def invalid(key: str, value: Any, allowed: str | Iterable[str]) -> ConfigError:
     if not isinstance(allowed, str):
         allowed = "allowed: " + ", ".join(str(a) for a in allowed)
     return ConfigError(f"{key}={value!r} is invalid: {allowed}")
+
+
+INT_LIMIT = 2**63 - 1  # an integer setting is an int64 somewhere (torch, numpy)
+FLOAT_LIMIT = 1e300  # a number setting must stay a float with room to compute
+
+
+class Range:
+    """The values a number setting may take beyond its type: `low` (excluded when `strict`),
+    an upper bound, and whether it is an integer."""
+
+    def __init__(self, low: float, strict: bool = False, integer: bool = False,
+                 high: float | None = None) -> None:
+        self.low, self.strict, self.integer = low, strict, integer
+        self.high = high if high is not None else INT_LIMIT if integer else FLOAT_LIMIT
+
+    def check(self, key: str, value: Any) -> None:
+        kind = "an integer" if self.integer else "a number"
+        ok = isinstance(value, int) if self.integer else isinstance(value, int | float)
+        ok = ok and not isinstance(value, bool) and (isinstance(value, int)
+                                                     or math.isfinite(value))
+        if not (ok and (value > self.low if self.strict else value >= self.low)):
+            raise invalid(key, value, f"must be {kind} {'>' if self.strict else '>='} "
+                                      f"{self.low:g}")
+        if value > self.high:
+            high = f"{self.high:,}" if self.integer else f"{self.high:g}"
+            raise invalid(key, value, f"must be {kind} <= {high}")
 
 
 MAX_LINE = 1000  # characters of an error line; a name or value quoted from a file may be huge

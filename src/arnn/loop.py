@@ -1,15 +1,17 @@
-"""The training loop: optimiser steps, the statistics window, evaluation, checkpoint state.
+"""The training loop: optimiser steps, evaluation, and the checkpoints that hold its state.
 
 `Loop.fit` trains up to train.steps; it logs, checks for divergence, evaluates and checkpoints
-at their intervals, and stops at the first step boundary after `stop()` says so. Hooks, called
-after every step with the loop, are how tests inject faults and signals.
+at their intervals, and stops at the first step boundary after `stop()` says so. Its state is a
+`TrainingState` (arnn.state); what it reports derives from the evaluations. Hooks, called after
+every step with the loop, are how tests inject faults and signals.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +23,22 @@ from arnn.build import RunParts
 from arnn.checkpoint import (
     BEST_CHECKPOINT,
     CHECKPOINT,
-    UNTOUCHED,
     CheckpointError,
     capture_rng,
-    check_compatible,
-    check_state,
-    restore_rng,
+    load_checkpoint,
     save_atomic,
 )
 from arnn.data import SequenceTask
 from arnn.figures import gradient_flow, plot_gradient_flow
 from arnn.models import SequenceClassifier, count_parameters
 from arnn.monitor import Monitor
-from arnn.results import RunResult, Status
+from arnn.results import RunResult, Status, evaluation_summary
 from arnn.stability import recurrent_spectrum, stability_report
+from arnn.state import TrainingState
+from arnn.window import StepWindow
 
 Hook = Callable[["Loop"], None]
+log = logging.getLogger("arnn")
 
 
 @torch.no_grad()
@@ -56,166 +58,56 @@ def evaluate(model: SequenceClassifier, task: SequenceTask, batch_size: int,
     return correct.item() / count, loss.item() / count
 
 
-@dataclass
-class BestValidation:
-    """Early stopping's record: the last validation accuracy, the best one and its step, and
-    the test accuracy at that step (the number a validation-chosen model reports)."""
+class Checkpoints:
+    """A run directory's last.pt (the whole state) and best.pt (the model at the best
+    validation accuracy, with that step and its accuracies), written from one place: best.pt
+    only together with last.pt, from the state last.pt holds."""
 
-    last: float | None = None
-    best: float | None = None
-    step: int | None = None
-    test: float | None = None
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.best_saved: int | None = None  # the step best.pt holds, once known
 
-    def update(self, step: int, val: float, test: float) -> bool:
-        """Record an evaluation; True when it is the best so far (ties keep the earlier)."""
-        self.last = val
-        if self.best is not None and val <= self.best:
-            return False
-        self.best, self.step, self.test = val, step, test
-        return True
+    def save(self, state: TrainingState) -> None:
+        save_atomic(state.to_dict(), self.run_dir / CHECKPOINT)
+        best = evaluation_summary(state.evaluations)
+        if state.best_model is not None and best["best_val_step"] != self.best_saved:
+            save_atomic({"version": state.version, "fingerprint": state.fingerprint,
+                         "step": best["best_val_step"], "model": state.best_model,
+                         "val_accuracy": best["best_val_accuracy"],
+                         "test_accuracy": best["test_accuracy_at_best_val"]},
+                        self.run_dir / BEST_CHECKPOINT)
+            self.best_saved = best["best_val_step"]
 
-    @classmethod
-    def restored(cls, state: Any, max_step: int) -> BestValidation:
-        """From a checkpoint (absent in those written before validation splits existed);
-        ValueError when it is not one a run writes."""
-        record = cls(**(state or {}))
-        numbers = (record.last, record.best, record.test)
-        step_ok = record.step is None or (isinstance(record.step, int)
-                                          and 0 <= record.step <= max_step)
-        if not step_ok or not all(v is None or (isinstance(v, float) and 0 <= v <= 1)
-                                  for v in numbers):
-            raise ValueError("the validation record is not one a run writes")
-        return record
-
-
-class StepWindow:
-    """Per-step (loss, grad norm, correct predictions) since the last log line, written into a
-    device buffer: ordinary steps never wait for the device. Restored rows (a resumed window)
-    leave room for a full window after them."""
-
-    def __init__(self, size: int, device: torch.device, start_step: int,
-                 rows: torch.Tensor | None = None, examples: int = 0) -> None:
-        restored = 0 if rows is None else len(rows)
-        self.buffer = torch.zeros(size + restored, 3, device=device)
-        if rows is not None:
-            self.buffer[:restored] = rows.to(device)
-        self.start_step, self.examples = start_step - restored, examples
-        self.started = time.perf_counter()
-
-    @classmethod
-    def restored(cls, size: int, device: torch.device, step: int, rows: Any, examples: Any
-                 ) -> StepWindow:
-        """The window a checkpoint saved; ValueError when it is not one a run of `size`
-        writes."""
-        if not (isinstance(rows, torch.Tensor) and rows.dtype == torch.float32
-                and rows.ndim == 2 and rows.shape[1] == 3 and len(rows) <= min(step, size)
-                and isinstance(examples, int) and examples >= 0):
-            raise ValueError("the logging window is not one this run writes")
-        return cls(size, device, step, rows, examples)
-
-    def record(self, step: int, loss: torch.Tensor, grad_norm: torch.Tensor,
-               correct: torch.Tensor, examples: int) -> None:
-        """The row of `step` (1-based), without reading anything back."""
-        torch.stack((loss, grad_norm, correct), out=self.buffer[step - 1 - self.start_step])
-        self.examples += examples
-
-    def rows(self, step: int) -> torch.Tensor:
-        """The rows up to `step`, read back to the host (one synchronisation)."""
-        return self.buffer[: step - self.start_step].cpu()
-
-    def divergence(self, step: int, max_loss: float | None
-                   ) -> tuple[float | None, tuple[int, str] | None]:
-        """(the last finite loss, or None; (step, reason) when the window holds a loss or
-        gradient norm that is not finite, or its mean loss is above `max_loss`)."""
-        rows = self.rows(step)
-        bad = (~torch.isfinite(rows[:, :2]).all(dim=1)).nonzero()
-        good = rows[: int(bad[0]) if len(bad) else len(rows), 0]
-        last_finite = float(good[-1]) if len(good) else None
-        if len(bad):
-            at = self.start_step + int(bad[0]) + 1
-            return last_finite, (at, f"loss or gradient norm not finite at step {at}")
-        if max_loss is not None and len(rows) and (mean := float(rows[:, 0].mean())) > max_loss:
-            reason = (f"mean training loss {mean:.3g} over steps {self.start_step + 1}-{step} "
-                      f"> train.max_loss={max_loss:g}")
-            return last_finite, (step, reason)
-        return last_finite, None
-
-    def stats(self, step: int, lr: float) -> dict[str, float] | None:
-        """The window's TensorBoard scalars (None when it holds no step)."""
-        rows = self.rows(step)
-        if len(rows) == 0:
-            return None
-        loss, grad_norm, correct = rows.sum(dim=0).tolist()
-        return {
-            "train/loss": loss / len(rows),
-            "train/accuracy": correct / max(self.examples, 1),
-            "train/grad_norm": grad_norm / len(rows),
-            "train/lr": lr,
-            "train/steps_per_s": len(rows) / max(time.perf_counter() - self.started, 1e-9),
-        }
-
-
-def _restore(path: Path, parts: RunParts, state: dict[str, Any], train: DictConfig
-             ) -> StepWindow:
-    """Weights, optimizer, sampler, task and RNG states from a checkpoint, and its logging
-    window; CheckpointError when any is not one this run can have written."""
-    check_state(path, state, train.steps)
-    check_compatible(path, state["model"], parts.model)
-    try:
-        parts.model.load_state_dict(state["model"])
-        parts.optimizer.load_state_dict(state["optimizer"])
-        _check_optimizer_state(parts.optimizer)
-        parts.sampler.load_state_dict(state["sampler"])
-        parts.task.load_state_dict(state["task"])
-        restore_rng(state["rng"])
-        return StepWindow.restored(train.log_every, parts.device, state["step"],
-                                   *state["window"])
-    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, OverflowError) as e:
-        raise CheckpointError(f"checkpoint {path} does not fit this run ({type(e).__name__}: "
-                              f"{e}); {UNTOUCHED}") from None
-
-
-def _restored_validation(path: Path, state: dict[str, Any]) -> BestValidation:
-    try:
-        return BestValidation.restored(state.get("validation"), state["step"])
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {path} does not fit this run ({e}); {UNTOUCHED}"
-                              ) from None
-
-
-def _check_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
-    """Every per-weight buffer (momentum, Adagrad's sum) has its weight's shape and dtype:
-    torch's load_state_dict accepts any, and training would fail or go wrong later."""
-    for group in optimizer.param_groups:
-        for param in group["params"]:
-            for name, value in optimizer.state.get(param, {}).items():
-                if value is None or (name == "step" and isinstance(value, torch.Tensor)
-                                     and value.ndim == 0):
-                    continue  # no buffer yet; Adagrad's step counter
-                if not isinstance(value, torch.Tensor) or value.shape != param.shape or (
-                    value.dtype != param.dtype
-                ):
-                    raise ValueError(f"optimizer state {name} does not fit a weight of shape "
-                                     f"{tuple(param.shape)}")
-
-
-def _draw_gradient_flow(loop: Loop, monitor: Monitor) -> None:
-    x, y = next(loop.task.eval_batches(32))
-    figure = plot_gradient_flow({loop.cfg.model.name: gradient_flow(loop.model, x, y)},
-                                f"step {loop.step}")
-    monitor.writer.add_figure("gradient_flow", figure, loop.step)
-
-
-def _evaluation_line(loop: Loop, test_loss: float) -> str:
-    v = loop.validation
-    val = ("" if v.last is None else
-           f"; val accuracy {v.last:.4f} (best {v.best:.4f} at step {v.step})")
-    return (f"eval step {loop.step}: test accuracy {loop.last:.4f} (best {loop.best:.4f}) "
-            f"test loss {test_loss:.4f}{val}")
+    def reconcile(self, state: TrainingState, max_bytes: int) -> None:
+        """After a resume: best.pt must be the best of the evaluations kept. One written by a
+        timeline the resume discarded (a kill between checkpoints) is written again from
+        last.pt, or removed when last.pt (of an older version) does not hold that state."""
+        best = evaluation_summary(state.evaluations)
+        path = self.run_dir / BEST_CHECKPOINT
+        saved = None
+        if os.path.lexists(path):
+            try:
+                saved = load_checkpoint(path, max_bytes)
+            except CheckpointError:
+                pass
+        wanted = (best["best_val_step"], best["best_val_accuracy"],
+                  best["test_accuracy_at_best_val"])
+        if saved is not None and (saved.get("step"), saved.get("val_accuracy"),
+                                  saved.get("test_accuracy")) == wanted:
+            self.best_saved = best["best_val_step"]
+            return
+        if best["best_val_step"] is not None and state.best_model is not None:
+            self.save(state)
+            log.info("%s written again for step %s (the one found was not the best of the "
+                     "evaluations kept)", path, best["best_val_step"])
+        elif os.path.lexists(path):
+            path.unlink()
+            log.warning("removed %s: it did not hold the best validation state of the "
+                        "evaluations kept, and %s cannot give it", path, CHECKPOINT)
 
 
 class Loop:
-    """A run's training state (what a checkpoint restores) and the steps that change it."""
+    """A run's training state and the steps that change it."""
 
     def __init__(self, parts: RunParts, cfg: DictConfig, identity: dict[str, Any],
                  requeues: int = 0, hooks: Iterable[Hook] = ()) -> None:
@@ -225,10 +117,8 @@ class Loop:
         self.step = 0
         self.diverged: tuple[int, str] | None = None  # (step, reason)
         self.last_finite_loss: float | None = None
-        self.best: float | None = None
-        self.last: float | None = None
         self.evaluations: list[list[float]] = []
-        self.validation = BestValidation()
+        self.best_model: dict[str, torch.Tensor] | None = None
         self.wall_time_s, self._session_start = 0.0, time.perf_counter()
         self.requeues = requeues
         self.stability = stability_report(self.model.cell, self.task.seq_len)
@@ -237,27 +127,21 @@ class Loop:
     def elapsed(self) -> float:
         return self.wall_time_s + time.perf_counter() - self._session_start
 
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "version": 1, "fingerprint": self.identity, "step": self.step,
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "sampler": self.parts.sampler.state_dict(), "task": self.task.state_dict(),
-            "rng": capture_rng(), "best": self.best, "last": self.last,
-            "evaluations": self.evaluations, "wall_time_s": self.elapsed(),
-            "validation": asdict(self.validation),
-            "last_finite_loss": self.last_finite_loss,
-            "window": (self.window.rows(self.step), self.window.examples),
-        }
+    def state(self) -> TrainingState:
+        return TrainingState(
+            fingerprint=self.identity, step=self.step, model=self.model.state_dict(),
+            optimizer=self.optimizer.state_dict(), sampler=self.parts.sampler.state_dict(),
+            task=self.task.state_dict(), rng=capture_rng(), evaluations=self.evaluations,
+            wall_time_s=self.elapsed(), last_finite_loss=self.last_finite_loss,
+            window=(self.window.rows(self.step), self.window.examples), best_model=self.best_model)
 
-    def load_state_dict(self, path: Path, state: dict[str, Any]) -> None:
-        """Continue from a checkpoint's state; CheckpointError naming the file when the state
-        is not one this run can have written (the run is then refused, nothing written)."""
-        self.window = _restore(path, self.parts, state, self.cfg.train)
-        self.step, self.best, self.last = state["step"], state["best"], state["last"]
-        self.evaluations = state["evaluations"]
-        self.validation = _restored_validation(path, state)
-        self.wall_time_s, self._session_start = state["wall_time_s"], time.perf_counter()
-        self.last_finite_loss = state["last_finite_loss"]
+    def restore(self, path: Path, state: TrainingState) -> None:
+        """Continue from a checkpoint's state; CheckpointError naming the file when it does
+        not fit this run (the run is then refused, nothing written)."""
+        self.window = state.restore(path, self.parts, self.cfg.train.log_every)
+        self.step, self.evaluations = state.step, state.evaluations
+        self.best_model, self.last_finite_loss = state.best_model, state.last_finite_loss
+        self.wall_time_s, self._session_start = state.wall_time_s, time.perf_counter()
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One optimiser step; returns the (detached) loss without reading it back."""
@@ -272,12 +156,11 @@ class Loop:
         else:
             grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
         self.optimizer.step()
-        loss = loss.detach()
         with torch.no_grad():
             correct = (logits.argmax(dim=-1) == y).sum(dtype=torch.float32)
             self.step += 1
-            self.window.record(self.step, loss, grad_norm, correct, len(y))
-        return loss
+            self.window.record(self.step, loss.detach(), grad_norm, correct, len(y))
+        return loss.detach()
 
     def check_divergence(self) -> bool:
         """Whether the window diverged (reads it back: at log, evaluation, checkpoint steps)."""
@@ -292,39 +175,43 @@ class Loop:
             monitor.window(self.step, self.cfg.train.steps, stats)
             self.window = StepWindow(self.cfg.train.log_every, self.parts.device, self.step)
 
-    def run_evaluation(self, monitor: Monitor, run_dir: Path | None = None) -> None:
-        """Test (and validation) accuracy now; a new best validation accuracy also writes the
-        state to checkpoints/best.pt in `run_dir`."""
-        accuracy, loss = evaluate(self.model, self.task, self.cfg.train.eval_batch_size)
-        self.last = accuracy
-        self.best = accuracy if self.best is None else max(self.best, accuracy)
+    def run_evaluation(self, monitor: Monitor) -> None:
+        """Test (and validation) accuracy now; a new best validation accuracy keeps the
+        weights for best.pt, written with the next checkpoint."""
+        batch = self.cfg.train.eval_batch_size
+        accuracy, loss = evaluate(self.model, self.task, batch)
         # The spectrum needs a host eigensolver (tens of ms at n=256): done at evaluations,
         # where it is small beside the evaluation itself, not at every log line.
         scalars = {"test/accuracy": accuracy, "test/loss": loss,
                    **recurrent_spectrum(self.model.cell, self.task.seq_len)}
         if self.task.num_val:
-            val, val_loss = evaluate(self.model, self.task, self.cfg.train.eval_batch_size, "val")
+            val, val_loss = evaluate(self.model, self.task, batch, "val")
             scalars |= {"val/accuracy": val, "val/loss": val_loss}
             self.evaluations.append([self.step, accuracy, val])
-            if self.validation.update(self.step, val, accuracy) and run_dir is not None:
-                save_atomic(self.state_dict(), run_dir / BEST_CHECKPOINT)
+            if evaluation_summary(self.evaluations)["best_val_step"] == self.step:
+                self.best_model = {k: v.detach().clone()
+                                   for k, v in self.model.state_dict().items()}
         else:
             self.evaluations.append([self.step, accuracy])
         monitor.scalars(self.step, scalars)
         if self.cfg.train.gradient_flow:
-            _draw_gradient_flow(self, monitor)
-        monitor.progress(self.step, _evaluation_line(self, loss))
+            x, y = next(self.task.eval_batches(32))
+            monitor.writer.add_figure("gradient_flow", plot_gradient_flow(
+                {self.cfg.model.name: gradient_flow(self.model, x, y)}, f"step {self.step}"),
+                self.step)
+        monitor.progress(self.step, _evaluation_line(self.step, self.evaluations, loss))
 
-    def fit(self, monitor: Monitor, run_dir: Path,
+    def fit(self, monitor: Monitor, checkpoints: Checkpoints,
             stop: Callable[[], bool] = lambda: False) -> Status:
         """Train up to train.steps: COMPLETED, DIVERGED (the last checkpoint keeps the last
         finite state) or INTERRUPTED (`stop()` said so; the state at that step boundary is
         checkpointed)."""
         train = self.cfg.train
-        self.task.save_artifacts(run_dir)
+        self.task.save_artifacts(checkpoints.run_dir)
         if self.step >= train.steps:  # train.steps=0, or killed after the final checkpoint
             if not self.evaluations:
-                self.run_evaluation(monitor, run_dir)
+                self.run_evaluation(monitor)
+                checkpoints.save(self.state())
             return Status.COMPLETED
         while self.step < train.steps:
             self.train_step(*self.task.train_batch(self.parts.sampler.next()))
@@ -342,9 +229,9 @@ class Loop:
             if do_log:
                 self.log_window(monitor)
             if do_eval:
-                self.run_evaluation(monitor, run_dir)
+                self.run_evaluation(monitor)
             if do_ckpt:
-                save_atomic(self.state_dict(), run_dir / CHECKPOINT)
+                checkpoints.save(self.state())
             monitor.advance(step)
             if stopping:
                 return Status.INTERRUPTED
@@ -352,26 +239,29 @@ class Loop:
 
     def result(self, status: Status, error: str | None = None) -> RunResult:
         """The run's record now (results.json)."""
-        return _result(self, status, error)
+        cfg, diverged = self.cfg, self.diverged if status is Status.DIVERGED else None
+        stability, task = self.stability, self.task
+        return RunResult(
+            status=status, model=cfg.model.name, dataset=cfg.dataset.name,
+            optimizer=cfg.optimizer.name, **evaluation_summary(self.evaluations),
+            num_val=task.num_val, params=count_parameters(self.model), steps=self.step,
+            wall_time_s=round(self.elapsed(), 3), hidden_size=cfg.model.hidden_size,
+            device=str(self.parts.device), backend=getattr(self.model.cell, "backend", None),
+            train_limit=cfg.dataset.train_limit, test_limit=cfg.dataset.test_limit,
+            num_train=task.num_train, num_test=task.num_test,
+            diverged_step=diverged[0] if diverged else None,
+            divergence=diverged[1] if diverged else None,
+            last_finite_loss=self.last_finite_loss, error=error, requeues=self.requeues,
+            euler_rho=None if stability is None else stability.euler_rho,
+            log10_growth=None if stability is None else stability.log10_growth,
+            evaluations=self.evaluations, config=self.identity,
+        )
 
 
-def _result(loop: Loop, status: Status, error: str | None) -> RunResult:
-    cfg, diverged = loop.cfg, loop.diverged if status is Status.DIVERGED else None
-    return RunResult(
-        status=status, model=cfg.model.name, dataset=cfg.dataset.name,
-        optimizer=cfg.optimizer.name, test_accuracy=loop.last, best_test_accuracy=loop.best,
-        val_accuracy=loop.validation.last, best_val_accuracy=loop.validation.best,
-        best_val_step=loop.validation.step, test_accuracy_at_best_val=loop.validation.test,
-        num_val=loop.task.num_val,
-        params=count_parameters(loop.model), steps=loop.step,
-        wall_time_s=round(loop.elapsed(), 3), hidden_size=cfg.model.hidden_size,
-        device=str(loop.parts.device), backend=getattr(loop.model.cell, "backend", None),
-        train_limit=cfg.dataset.train_limit, test_limit=cfg.dataset.test_limit,
-        num_train=loop.task.num_train, num_test=loop.task.num_test,
-        diverged_step=diverged[0] if diverged else None,
-        divergence=diverged[1] if diverged else None,
-        last_finite_loss=loop.last_finite_loss, error=error, requeues=loop.requeues,
-        euler_rho=None if loop.stability is None else loop.stability.euler_rho,
-        log10_growth=None if loop.stability is None else loop.stability.log10_growth,
-        evaluations=loop.evaluations, config=loop.identity,
-    )
+def _evaluation_line(step: int, evaluations: list[list[float]], test_loss: float) -> str:
+    s = evaluation_summary(evaluations)
+    val = ("" if s["val_accuracy"] is None else
+           f"; val accuracy {s['val_accuracy']:.4f} (best {s['best_val_accuracy']:.4f} at step "
+           f"{s['best_val_step']})")
+    return (f"eval step {step}: test accuracy {s['test_accuracy']:.4f} (best "
+            f"{s['best_test_accuracy']:.4f}) test loss {test_loss:.4f}{val}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from omegaconf import DictConfig
@@ -14,14 +14,15 @@ Params = Iterable[torch.nn.Parameter]
 @dataclass(frozen=True)
 class OptimizerSpec:
     build: Callable[[Params, DictConfig], torch.optim.Optimizer]
-    settings: tuple[str, ...] = ()  # the optimizer settings it reads besides lr, weight_decay
+    # the optimizer settings it reads besides lr and weight_decay, with their types
+    settings: dict[str, type] = field(default_factory=dict)
 
 
 OPTIMIZERS: dict[str, OptimizerSpec] = {
     "sgd": OptimizerSpec(
         lambda params, cfg: torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                                             weight_decay=cfg.weight_decay),
-        settings=("momentum",),
+        settings={"momentum": float},
     ),
     "adagrad": OptimizerSpec(
         lambda params, cfg: torch.optim.Adagrad(params, lr=cfg.lr, weight_decay=cfg.weight_decay),

@@ -45,6 +45,34 @@ class Status(str, Enum):
 
 ACCURACIES = ("test_accuracy", "best_test_accuracy", "val_accuracy", "best_val_accuracy",
               "test_accuracy_at_best_val")
+# The metrics a sweeper or the collector can choose a configuration by, and the test accuracy
+# that then reports the choice (at the same point of the run).
+VALIDATION_METRICS = ("val_accuracy", "best_val_accuracy")
+TEST_METRICS = ("test_accuracy", "best_test_accuracy")  # choosing by them: no test result
+REPORTED = {"val_accuracy": "test_accuracy", "best_val_accuracy": "test_accuracy_at_best_val",
+            "test_accuracy": "test_accuracy", "best_test_accuracy": "best_test_accuracy"}
+
+
+def evaluation_summary(evaluations: list[list[float]]) -> dict[str, float | int | None]:
+    """What a record says of its evaluations (`[step, test accuracy(, validation accuracy)]`),
+    by RunResult's field names: the last test and validation accuracy, the best of each, the
+    step of the best validation accuracy (the first of equal ones: a later tie does not
+    replace it) and the test accuracy there. One derivation: the loop's record, best.pt and the
+    checks of a record read back all use it."""
+    tests = [e[1] for e in evaluations]
+    vals = [(e[2], e[0], e[1]) for e in evaluations if len(e) > 2]
+    best = None
+    for val, step, test in vals:
+        if best is None or val > best[0]:
+            best = (val, step, test)
+    return {
+        "test_accuracy": tests[-1] if tests else None,
+        "best_test_accuracy": max(tests) if tests else None,
+        "val_accuracy": vals[-1][0] if vals else None,
+        "best_val_accuracy": best[0] if best else None,
+        "best_val_step": int(best[1]) if best else None,
+        "test_accuracy_at_best_val": best[2] if best else None,
+    }
 
 
 class ResultsError(UserError):

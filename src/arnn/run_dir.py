@@ -21,11 +21,13 @@ from arnn.checkpoint import BEST_CHECKPOINT, CHECKPOINT, load_checkpoint, max_ch
 from arnn.config import validate
 from arnn.errors import ConfigError, UserError, invalid
 from arnn.identity import check_same_run, fingerprint
-from arnn.loop import Hook, Loop
+from arnn.loop import Checkpoints, Hook, Loop
 from arnn.monitor import Monitor, hparams_of
+from arnn.points import seed_value
 from arnn.preemption import SignalCatcher, hand_over
 from arnn.results import ACCURACIES, RESULTS_FILE, RunResult, Status
 from arnn.stability import stability_warning
+from arnn.state import TrainingState
 from arnn.storage import RunDirLock, check_run_dir, remove_stale_temporaries
 
 log = logging.getLogger("arnn")
@@ -79,18 +81,26 @@ def plan(previous: RunResult | None, has_checkpoint: bool, steps: int, resume: s
     return Resume() if resume != "never" and has_checkpoint else Fresh()
 
 
+def record_failure(run_dir: Path, error: BaseException, config: dict[str, Any],
+                   loop: Loop | None = None) -> None:
+    """The one way a failure is recorded: results.json `failed` with the error, the loop's
+    record when the run had a state of its own, else one naming its settings. A write that
+    fails is logged; the error the caller raises stays the one the user sees."""
+    result = (loop.result(Status.FAILED, f"{type(error).__name__}: {error}") if loop is not None
+              else RunResult.failed(config, error))
+    try:
+        result.write(run_dir)
+    except UserError as write_error:
+        log.error("%s", write_error)
+
+
 @contextmanager
-def failures_recorded(run_dir: Path, failed: Callable[[BaseException], RunResult]
-                      ) -> Iterator[None]:
-    """Any exception inside leaves results.json `failed(error)`, when it can still be written,
-    and goes on."""
+def failures_recorded(run_dir: Path, loop: Loop) -> Iterator[None]:
+    """Any exception inside leaves results.json `failed`, and goes on."""
     try:
         yield
     except (Exception, KeyboardInterrupt) as e:
-        try:
-            failed(e).write(run_dir)
-        except UserError as write_error:
-            log.error("%s", write_error)
+        record_failure(run_dir, e, loop.identity, loop)
         raise
 
 
@@ -135,51 +145,54 @@ def _run_locked(cfg: DictConfig, run_dir: Path, on_start: Callable[[], None],
     if isinstance(todo, Extend):
         log.info("%s: extending from %d to %d steps", run_dir, todo.from_steps, cfg.train.steps)
     try:
-        loop = _prepare(cfg, run_dir, todo, identity, previous, hooks)
+        loop, state = _prepare(cfg, run_dir, todo, identity, previous, hooks)
     except (Exception, KeyboardInterrupt) as e:
         # A new directory keeps the failure for sweeps to list (a bad value: the entry does).
         if previous is None and not isinstance(e, ConfigError):
-            try:
-                on_start()
-                RunResult.failed(identity, e).write(run_dir)
-            except UserError as write_error:
-                log.error("%s", write_error)
+            on_start()
+            record_failure(run_dir, e, identity)
         raise
     on_start()
-    with failures_recorded(run_dir, lambda e: loop.result(Status.FAILED,
-                                                          f"{type(e).__name__}: {e}")):
+    checkpoints = Checkpoints(run_dir)
+    with failures_recorded(run_dir, loop):
+        if state is not None:
+            checkpoints.reconcile(state, _max_bytes(loop, cfg))
         loop.result(Status.RUNNING).write(run_dir)
-        result = _fit(loop, cfg, run_dir)
+        result = _fit(loop, cfg, checkpoints)
     result.write(run_dir)
     _report_end(result)
     return objective(result)
 
 
 def objective(result: RunResult) -> float | None:
-    """What a sweeper maximises: the best validation accuracy. A run that diverged before its
-    first evaluation scores 0, so that a search learns to avoid its settings (a failed trial
-    teaches Optuna's TPE nothing, and it proposes them again); None without a validation
-    split."""
-    if result.best_val_accuracy is None and result.status is Status.DIVERGED and result.num_val:
-        return 0.0
-    return result.best_val_accuracy
+    """What a sweeper maximises: the best validation accuracy, by the one rule of a seed's
+    value (arnn.points): a run that completed counts it, one that diverged counts 0, so that a
+    search learns to avoid its settings (a failed trial teaches Optuna's TPE nothing, and it
+    proposes them again). None without a validation split."""
+    return seed_value(result.status, result.best_val_accuracy) if result.num_val else None
 
 
 def _prepare(cfg: DictConfig, run_dir: Path, todo: Plan, identity: dict[str, Any],
-             previous: RunResult | None, hooks: Iterable[Hook]) -> Loop:
-    """The loop, built (the dataset read) and, to continue, restored from the checkpoint;
-    reads only."""
+             previous: RunResult | None, hooks: Iterable[Hook]
+             ) -> tuple[Loop, TrainingState | None]:
+    """The loop, built (the dataset read) and, to continue, restored from the checkpoint (also
+    returned); reads only."""
     loop = Loop(build(cfg), cfg, identity,
                 requeues=previous.requeues if previous is not None else 0, hooks=hooks)
     _report_stability(loop, cfg)
-    if isinstance(todo, Resume | Extend):
-        path = run_dir / CHECKPOINT
-        state = load_checkpoint(path, max_checkpoint_bytes(loop.model, loop.task.num_train,
-                                                           cfg.train.steps))
-        check_same_run(path, state.get("fingerprint", {}), identity)
-        loop.load_state_dict(path, state)
-        log.info("resumed from %s at step %d", path, loop.step)
-    return loop
+    if not isinstance(todo, Resume | Extend):
+        return loop, None
+    path = run_dir / CHECKPOINT
+    raw = load_checkpoint(path, _max_bytes(loop, cfg))
+    check_same_run(path, raw.get("fingerprint", {}), identity)
+    state = TrainingState.from_dict(path, raw, cfg.train.steps)
+    loop.restore(path, state)
+    log.info("resumed from %s at step %d", path, loop.step)
+    return loop, state
+
+
+def _max_bytes(loop: Loop, cfg: DictConfig) -> int:
+    return max_checkpoint_bytes(loop.model, loop.task.num_train, cfg.train.steps)
 
 
 def _report_stability(loop: Loop, cfg: DictConfig) -> None:
@@ -192,10 +205,11 @@ def _report_stability(loop: Loop, cfg: DictConfig) -> None:
         log.warning("%s", warning)
 
 
-def _fit(loop: Loop, cfg: DictConfig, run_dir: Path) -> RunResult:
+def _fit(loop: Loop, cfg: DictConfig, checkpoints: Checkpoints) -> RunResult:
+    run_dir = checkpoints.run_dir
     with Monitor(run_dir, cfg.train.steps, loop.step) as monitor:
         with SignalCatcher() as signals:
-            status = loop.fit(monitor, run_dir, stop=signals.caught)
+            status = loop.fit(monitor, checkpoints, stop=signals.caught)
             if status is Status.INTERRUPTED:
                 hand_over(loop, signals, run_dir)
         result = loop.result(status)

@@ -1,144 +1,36 @@
-"""Tasks: datasets held on the training device as raw uint8 tensors and turned into (T, m)
-sequences one batch at a time.
+"""The datasets: one registry entry each (`DATASETS`: its reader, its own settings, its layout,
+whether it follows the paper's protocol, whose presets it takes), and `build_task`, which turns
+an entry and its config into a device-resident `SequenceTask`.
 
-A `SequenceTask` stores each split as (N, T0, m) uint8 (MNIST 47 MB, CIFAR-10 150 MB) and
-builds float sequences per batch on the device: scale and standardise, optionally permute the
-steps (pMNIST), optionally append fresh Gaussian noise steps (noise-padded CIFAR-10). Batches are
-drawn by indexing the device tensors; no DataLoader, no worker processes.
+Adding a dataset is its entry here, conf/dataset/<name>.yaml and its README row (README,
+"Adding a dataset"): the config schema, validation, a run's identity and the collector's columns
+derive from the entry's `settings`; a (model, dataset) pair without a preset of its own takes the
+presets of `presets_from`.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from omegaconf import DictConfig
-from torch import Tensor
 
-from arnn.data.files import (
+from arnn.data.cifar import (
     CIFAR10_FOLDER,
     CIFAR10_TEST,
     CIFAR10_TRAIN,
-    MNIST_FILES,
-    DataError,
     cifar10_missing,
-    download_or_explain,
-    find_idx_files,
     load_cifar10,
-    load_idx_dataset,
 )
+from arnn.data.files import DataError, download_or_explain
+from arnn.data.idx import MNIST_FILES, find_idx_files, load_idx_dataset
+from arnn.data.task import SequenceTask, pixel_permutation
 from arnn.errors import invalid
-from arnn.storage import write_atomic
 
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian's package
-
-
-def pixel_permutation(num_pixels: int, seed: int) -> Tensor:
-    """The fixed pMNIST permutation: a bijection of all pixel positions drawn from `seed`."""
-    return torch.randperm(num_pixels, generator=torch.Generator().manual_seed(seed))
-
-
-class SequenceTask:
-    """A classification task over sequences (B, T, m), with both splits on `device`."""
-
-    def __init__(
-        self,
-        name: str,
-        train: tuple[np.ndarray, np.ndarray],
-        test: tuple[np.ndarray, np.ndarray],
-        *,
-        val: tuple[np.ndarray, np.ndarray] | None = None,
-        scale: float,
-        mean: np.ndarray,
-        std: np.ndarray,
-        device: torch.device,
-        permutation: Tensor | None = None,
-        noise_steps: int = 0,
-        noise_seed: int = 0,
-        num_classes: int = 10,
-    ) -> None:
-        """train/val/test: (images (N, T0, m) uint8, labels (N,)); no val: an empty one.
-        Model input per step: (stored * scale - mean) / std, with mean and std of length m."""
-        self.name, self.device, self.num_classes = name, device, num_classes
-        train_x, test_x = train[0], test[0]
-        self.input_size = train_x.shape[2]
-        self.seq_len = train_x.shape[1] + noise_steps
-        self.mean, self.std = mean, std
-        self._mul = torch.tensor(scale / std, dtype=torch.float32, device=device)
-        self._add = torch.tensor(-mean / std, dtype=torch.float32, device=device)
-        self.permutation = permutation.to(device) if permutation is not None else None
-        self.noise_steps, self.noise_seed = noise_steps, noise_seed
-        self.train_x = torch.as_tensor(np.ascontiguousarray(train_x)).to(device)
-        self.train_y = torch.as_tensor(train[1], dtype=torch.int64).to(device)
-        if val is None:
-            val = (test_x[:0], test[1][:0])
-        # The evaluated splits: (images, labels, seed of their padding noise).
-        self.splits = {
-            name: (torch.as_tensor(np.ascontiguousarray(x)).to(device),
-                   torch.as_tensor(y, dtype=torch.int64).to(device), noise_seed + offset)
-            for offset, (name, (x, y)) in enumerate((("test", test), ("val", val)))
-        }
-        # Training noise is fresh on every use; an evaluated split's noise restarts from its
-        # seed for each evaluation, so evaluations are repeatable.
-        self.train_noise = torch.Generator(device=device)
-        self.eval_noise = torch.Generator(device=device)
-
-    @property
-    def num_train(self) -> int:
-        return len(self.train_y)
-
-    @property
-    def num_test(self) -> int:
-        return len(self.splits["test"][1])
-
-    @property
-    def num_val(self) -> int:
-        return len(self.splits["val"][1])
-
-    def seed(self, seed: int) -> None:
-        self.train_noise.manual_seed(seed)
-
-    def sequences(self, raw: Tensor, noise: torch.Generator) -> Tensor:
-        """Stored examples (B, T0, m) -> float sequences (B, T, m); padding drawn from `noise`."""
-        x = torch.addcmul(self._add, raw, self._mul)  # one kernel: uint8 -> scaled float32
-        if self.permutation is not None:
-            x = x[:, self.permutation]
-        if self.noise_steps:
-            pad = torch.randn(
-                x.shape[0], self.noise_steps, self.input_size, generator=noise, device=x.device
-            )
-            x = torch.cat([x, pad], dim=1)
-        return x
-
-    def train_batch(self, index: Tensor) -> tuple[Tensor, Tensor]:
-        return self.sequences(self.train_x[index], self.train_noise), self.train_y[index]
-
-    def eval_batches(self, batch_size: int, split: str = "test"
-                     ) -> Iterator[tuple[Tensor, Tensor]]:
-        """The split (`test` or `val`) in order, its padding noise drawn afresh from its seed."""
-        x, y, seed = self.splits[split]
-        self.eval_noise.manual_seed(seed)
-        for start in range(0, len(y), batch_size):
-            sl = slice(start, start + batch_size)
-            yield self.sequences(x[sl], self.eval_noise), y[sl]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"train_noise": self.train_noise.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.train_noise.set_state(state["train_noise"])
-
-    def save_artifacts(self, run_dir: Path) -> None:
-        """Write what a run's result depends on (the pMNIST permutation) into the run dir."""
-        if self.permutation is not None:
-            perm = self.permutation.cpu().tolist()
-            write_atomic(run_dir / "permutation.json", json.dumps(perm).encode())
-
 
 Split = tuple[np.ndarray, np.ndarray]  # images, labels
 
@@ -201,7 +93,7 @@ def _idx(cfg: DictConfig, root: Path, torchvision_name: str) -> dict[str, np.nda
         files = find_idx_files(root, torchvision_name)
         if files is None:
             raise DataError(f"{cfg.name}: download finished but the IDX files are not in {root}")
-    return load_idx_dataset(files, (28, 28))
+    return load_idx_dataset(files, (28, 28), cfg.num_classes)
 
 
 def _cifar10(cfg: DictConfig, root: Path) -> dict[str, np.ndarray]:
@@ -216,7 +108,7 @@ def _cifar10(cfg: DictConfig, root: Path) -> dict[str, np.ndarray]:
             str(folder),
             cfg.download,
         )
-    return load_cifar10(folder)
+    return load_cifar10(folder, cfg.num_classes)
 
 
 def _fashion_mnist(cfg: DictConfig, root: Path) -> dict[str, np.ndarray]:
@@ -227,6 +119,7 @@ def _fashion_mnist(cfg: DictConfig, root: Path) -> dict[str, np.ndarray]:
 
 
 Reader = Callable[[DictConfig, Path], dict[str, np.ndarray]]
+DIGITS_SPLIT = {"split_seed": int, "test_fraction": float}
 
 
 @dataclass(frozen=True)
@@ -236,26 +129,32 @@ class DatasetSpec:
 
     reader: Reader  # both splits as images (N, H, W[, C]) uint8
     scale: float  # maps the stored values to [0, 1]
-    settings: tuple[str, ...] = ()  # dataset keys only this dataset has (null for the others)
+    # dataset settings only this dataset has (null for the others), with their types: the
+    # config schema's fields, validation and a run's identity come from here
+    settings: dict[str, type] = field(default_factory=dict)
     permuted: bool = False  # one fixed permutation of the steps (dataset.permutation_seed)
     noise_padded: bool = False  # one image row per step, then noise up to seq_len
+    paper_steps: int | None = None  # the paper's protocol: this many steps, its intervals
+    presets_from: str = "digits"  # whose presets a model takes that has none for this dataset
 
 
 DATASETS: dict[str, DatasetSpec] = {
-    "digits": DatasetSpec(lambda cfg, root: _digits(cfg), 1.0 / 16,
-                          settings=("split_seed", "test_fraction")),
-    "mnist": DatasetSpec(lambda cfg, root: _idx(cfg, root, "MNIST"), 1.0 / 255),
+    "digits": DatasetSpec(lambda cfg, root: _digits(cfg), 1.0 / 16, DIGITS_SPLIT),
+    "mnist": DatasetSpec(lambda cfg, root: _idx(cfg, root, "MNIST"), 1.0 / 255,
+                         paper_steps=50_000),
     "pmnist": DatasetSpec(lambda cfg, root: _idx(cfg, root, "MNIST"), 1.0 / 255,
-                          settings=("permutation_seed",), permuted=True),
-    "fashion_mnist": DatasetSpec(_fashion_mnist, 1.0 / 255),
-    "cifar10": DatasetSpec(_cifar10, 1.0 / 255),
-    "noise_cifar10": DatasetSpec(_cifar10, 1.0 / 255, settings=("noise_seed",),
-                                 noise_padded=True),
+                          {"permutation_seed": int}, permuted=True, paper_steps=50_000,
+                          presets_from="mnist"),
+    # not a task of the paper: MNIST's protocol and presets
+    "fashion_mnist": DatasetSpec(_fashion_mnist, 1.0 / 255, paper_steps=50_000,
+                                 presets_from="mnist"),
+    "cifar10": DatasetSpec(_cifar10, 1.0 / 255, paper_steps=50_000),
+    "noise_cifar10": DatasetSpec(_cifar10, 1.0 / 255, {"noise_seed": int}, noise_padded=True,
+                                 paper_steps=10_000, presets_from="cifar10"),
     "noise_digits": DatasetSpec(lambda cfg, root: _digits(cfg), 1.0 / 16,
-                                settings=("split_seed", "test_fraction", "noise_seed"),
-                                noise_padded=True),
+                                {**DIGITS_SPLIT, "noise_seed": int}, noise_padded=True),
     "noise_mnist": DatasetSpec(lambda cfg, root: _idx(cfg, root, "MNIST"), 1.0 / 255,
-                               settings=("noise_seed",), noise_padded=True),
+                               {"noise_seed": int}, noise_padded=True),
 }
 
 

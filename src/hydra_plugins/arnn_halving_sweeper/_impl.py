@@ -20,7 +20,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from arnn.errors import ConfigError, invalid
+from arnn.errors import ConfigError, UserError, invalid, one_line
+from arnn.identity import differences, fingerprint
+from arnn.points import Score, group, score
 from arnn.results import (
     HALVING_FILE,
     ResultsError,
@@ -43,16 +45,35 @@ def rung_budgets(min_steps: int, eta: int, final_steps: int) -> list[int]:
     return budgets + [final_steps]
 
 
-def outcome(job_dir: Path, metric: str) -> dict[str, Any]:
-    """A job's status, metric and steps from its results.json (`missing` if it has none)."""
+def outcome(job_dir: Path, metric: str, job_return: Any = None) -> dict[str, Any]:
+    """A job's status, metric and steps after its launch: `failed` when the launch says it
+    failed (refused, or another process held its directory) or when its results.json is not
+    the record of the configuration launched; `missing` when it has none."""
     try:
         result = RunResult.read(job_dir)
-    except ResultsError as e:
-        return {"status": "failed", "metric": None, "steps": 0, "error": str(e)}
+        problem = None if job_return is None else launch_problem(job_return, result)
+    except UserError as e:
+        result, problem = None, one_line(e)
+    if problem is not None:
+        return {"status": "failed", "metric": None, "steps": 0, "error": problem}
     if result is None:
         return {"status": "missing", "metric": None, "steps": 0}
     return {"status": result.status.value, "metric": getattr(result, metric),
             "steps": result.steps}
+
+
+def launch_problem(job_return: Any, result: RunResult | None) -> str | None:
+    """Why a launched job's record does not count for the sweep, or None: the launch failed,
+    or the record belongs to another configuration than the one launched."""
+    from hydra.core.utils import JobStatus
+
+    if job_return.status is not JobStatus.COMPLETED:
+        return f"the job failed: {one_line(job_return._return_value)}"
+    if result is not None:
+        diff = differences(result.config, fingerprint(job_return.cfg))
+        if diff:
+            return f"its results.json is another configuration's ({'; '.join(diff[:3])})"
+    return None
 
 
 def ranked(outcomes: dict[int, dict[str, Any]]) -> list[int]:
@@ -67,39 +88,36 @@ def ranked(outcomes: dict[int, dict[str, Any]]) -> list[int]:
     return sorted(outcomes, key=key)
 
 
-def grid_points(configs: list[list[str]]) -> list[tuple[str, ...]]:
-    """Each job's grid point: its overrides but the seed (jobs differing only in seed are one
-    point, measured over its seeds)."""
-    return [tuple(o for o in config if o.split("=", 1)[0].lstrip("+~") != "seed")
-            for config in configs]
+def settings_text(config: list[str]) -> list[str]:
+    """A job's overrides but the seed: its grid point, as the command line names it."""
+    return [o for o in config if o.lstrip("+~").split("=", 1)[0] != "seed"]
 
 
-def point_scores(outcomes: dict[int, dict[str, Any]], points: list[tuple[str, ...]]
-                 ) -> dict[tuple[str, ...], tuple[float | None, list[int]]]:
-    """Each grid point of the rung: (its mean metric over its seeds, a seed that did not
-    complete counting 0; None when none completed) and its jobs."""
-    jobs: dict[tuple[str, ...], list[int]] = {}
-    for job in sorted(outcomes):
-        jobs.setdefault(points[job], []).append(job)
-    scores = {}
-    for point, members in jobs.items():
-        done = [outcomes[j] for j in members if outcomes[j]["status"] == Status.COMPLETED
-                and outcomes[j]["metric"] is not None]
-        mean = sum(o["metric"] for o in done) / len(members) if done else None
-        scores[point] = (mean, members)
-    return scores
+def settings(config: list[str]) -> dict[str, str]:
+    """A job's overrides as settings (key -> value), for grouping it into its grid point."""
+    return dict(o.lstrip("+~").split("=", 1) if "=" in o else (o, "") for o in config)
 
 
-def promote(outcomes: dict[int, dict[str, Any]], eta: int,
-            points: list[tuple[str, ...]] | None = None) -> list[int]:
-    """The completed jobs of the best floor(n / eta) (at least one) of the rung's n grid points,
-    by mean metric; ties by the first job number."""
-    points = points or [(str(j),) for j in range(max(outcomes, default=-1) + 1)]
-    scores = point_scores(outcomes, points)
-    order = sorted((p for p in scores if scores[p][0] is not None),
-                   key=lambda p: (-scores[p][0], scores[p][1][0]))
-    keep = order[:max(1, len(scores) // eta)]
-    return [j for p in keep for j in scores[p][1] if outcomes[j]["status"] == Status.COMPLETED]
+def ranked_points(outcomes: dict[int, dict[str, Any]], configs: list[list[str]] | None = None
+                  ) -> list[tuple[Score, list[int]]]:
+    """The rung's grid points that can be ranked (a score, and a seed that completed), best
+    first by their scores (arnn.points: a seed that did not complete counts 0); ties by the
+    first job number."""
+    configs = configs or [[f"job={j}"] for j in range(max(outcomes, default=-1) + 1)]
+    points = group(sorted(outcomes), lambda j: settings(configs[j]))
+    scores = [(score((outcomes[j]["status"], outcomes[j]["metric"]) for j in jobs), jobs)
+              for jobs in points.values()]
+    return sorted(((s, jobs) for s, jobs in scores if s.mean is not None and s.completed),
+                  key=lambda p: (-p[0].mean, p[1][0]))
+
+
+def promote(outcomes: dict[int, dict[str, Any]], eta: int, configs: list[list[str]] | None = None
+            ) -> list[int]:
+    """Every job of the best floor(n / eta) (at least one) of the rung's n grid points; a
+    point's seeds go on together, a point none of whose seeds completed does not."""
+    points = len(group(outcomes, lambda j: settings(configs[j]) if configs else {"job": j}))
+    return [j for _, jobs in ranked_points(outcomes, configs)[:max(1, points // eta)]
+            for j in jobs]
 
 
 class HalvingSweeperImpl:
@@ -169,10 +187,10 @@ class HalvingSweeperImpl:
         alive, returns = list(range(len(configs))), []
         for r in range(len(budgets)):
             if r < len(record["rungs"]) and record["rungs"][r].get("done"):
-                alive = record["rungs"][r]["promoted"]
-                continue
-            alive = self._run_rung(sweep_dir, record, r, alive, returns)
-            if not alive:
+                alive = record["rungs"][r].get("promoted", [])
+            else:
+                alive = self._run_rung(sweep_dir, record, r, alive, returns)
+            if not alive:  # the final rung, or one in which no grid point completed
                 break
         self._totals(sweep_dir, record)
         return returns
@@ -189,10 +207,12 @@ class HalvingSweeperImpl:
               f"{budget} steps", flush=True)
         batch = [[*configs[j], f"train.steps={budget}", f"hydra.sweep.subdir={j}"]
                  for j in alive]
-        returns.append(self.launcher.launch(batch, initial_job_idx=0))
-        outcomes = {j: outcome(sweep_dir / str(j), self.metric) for j in alive}
+        launched = list(self.launcher.launch(batch, initial_job_idx=0))
+        returns.append(launched)
+        outcomes = {j: outcome(sweep_dir / str(j), self.metric, ret)
+                    for j, ret in zip(alive, launched, strict=True)}
         last = r == len(budgets) - 1
-        promoted = [] if last else promote(outcomes, self.eta, grid_points(configs))
+        promoted = [] if last else promote(outcomes, self.eta, configs)
         record["rungs"][r].update(
             outcomes={str(j): o for j, o in outcomes.items()}, promoted=promoted, done=True)
         write_halving(sweep_dir, record)
@@ -228,11 +248,15 @@ class HalvingSweeperImpl:
     def _totals(self, sweep_dir: Path, record: dict[str, Any]) -> None:
         steps = steps_trained(record)
         full = len(record["configs"]) * record["budgets"][-1]
-        best = None
+        best = "no grid point completed"
         for rung in reversed(record["rungs"]):
-            if rung.get("done"):
-                best = ranked({int(j): o for j, o in rung["outcomes"].items()})[0]
+            points = ranked_points({int(j): o for j, o in rung.get("outcomes", {}).items()},
+                                   record["configs"])
+            if rung.get("done") and points:
+                top, jobs = points[0]
+                best = (f"best grid point: {' '.join(settings_text(record['configs'][jobs[0]]))}"
+                        f", {self.metric} {top.mean:.4f} over {top.seeds} seed(s){top.note()} "
+                        f"(jobs {', '.join(str(sweep_dir / str(j)) for j in jobs)})")
                 break
         print(f"[halving] {steps} steps trained, {steps / full:.1%} of the full grid's {full}; "
-              f"best job: #{best} {record['configs'][best] if best is not None else ''} "
-              f"({sweep_dir / str(best)})", flush=True)
+              f"{best}", flush=True)

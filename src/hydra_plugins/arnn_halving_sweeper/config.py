@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-VALIDATION_METRICS = ("val_accuracy", "best_val_accuracy")
-TEST_METRICS = ("test_accuracy", "best_test_accuracy")  # selecting on them: no test result
+from arnn.results import TEST_METRICS, VALIDATION_METRICS
+
 METRICS = VALIDATION_METRICS + TEST_METRICS
 
 

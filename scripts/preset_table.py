@@ -1,0 +1,9 @@
+"""Print README's preset table (section "Presets"), generated from conf/preset.
+
+    python scripts/preset_table.py
+"""
+
+from arnn.presets import preset_table
+
+if __name__ == "__main__":
+    print(preset_table())

@@ -1,0 +1,396 @@
+"""Long runs: checkpoints, exact resume, extension, best.pt, stop signals, a run's identity."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from arnn.build import build
+from arnn.checkpoint import BEST_CHECKPOINT, CHECKPOINT, CheckpointError, save_atomic
+from arnn.config import ConfigError, compose_config
+from arnn.loop import evaluate
+from arnn.results import RunResult
+from arnn.run_dir import run
+from tests.fixtures import (
+    CONF,
+    ROOT,
+    SMALL,
+    checkpoint_params,
+    compose_cfg,
+    events,
+    interrupt_at,
+    read_checkpoint,
+    run_cli,
+)
+
+RESUME_ARGS = (*SMALL, "train.steps=400", "train.checkpoint_every=7", "train.log_every=10",
+               "train.eval_every=100")
+
+
+@pytest.mark.slow
+def test_kill_9_and_resume_is_bit_identical(tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert run_cli(*RESUME_ARGS, f"hydra.run.dir={straight}").returncode == 0
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *RESUME_ARGS, f"hydra.run.dir={killed}"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        ckpt = killed / CHECKPOINT
+        if ckpt.exists() and read_checkpoint(ckpt)["step"] >= 50:
+            break
+        time.sleep(0.05)
+    time.sleep(0.13)  # land somewhere between checkpoints
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    state = read_checkpoint(killed / CHECKPOINT)
+    assert 50 <= state["step"] < 400, "the kill must land mid-training"
+    assert json.loads((killed / "results.json").read_text())["status"] == "running"
+    resumed = run_cli(*RESUME_ARGS, f"hydra.run.dir={killed}")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in (killed / "train.log").read_text()
+    a, b = checkpoint_params(straight), checkpoint_params(killed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    result = json.loads((killed / "results.json").read_text())
+    assert result["status"] == "completed" and result["steps"] == 400
+    steps = [e.step for e in events(killed).Scalars("train/loss")]
+    assert steps == list(range(10, 401, 10))  # no duplicated or missing steps
+
+
+def test_completed_run_is_not_retrained(tmp_path):
+    cfg = compose_cfg(*SMALL, "train.steps=5")
+    run(cfg, tmp_path)
+    before = (tmp_path / "results.json").read_text(), (tmp_path / CHECKPOINT).stat().st_mtime_ns
+    run(cfg, tmp_path)
+    after = (tmp_path / "results.json").read_text(), (tmp_path / CHECKPOINT).stat().st_mtime_ns
+    assert before == after
+    with pytest.raises(CheckpointError, match="another configuration.*model.eps"):
+        run(compose_cfg(*SMALL, "train.steps=5", "model.eps=0.5"), tmp_path)
+
+
+def test_resume_modes(tmp_path):
+    with pytest.raises(ConfigError, match="train.resume='must'"):
+        run(compose_cfg(*SMALL, "train.steps=2", "train.resume=must"), tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+    cfg = compose_cfg(*SMALL, "train.steps=4", "train.checkpoint_every=2")
+    run(cfg, tmp_path / "b")
+    first = checkpoint_params(tmp_path / "b")
+    (tmp_path / "b" / "results.json").unlink()  # as if killed after the last checkpoint
+    run(compose_cfg(*SMALL, "train.steps=4", "train.resume=never", "seed=1"), tmp_path / "b")
+    second = checkpoint_params(tmp_path / "b")
+    assert not torch.equal(first["head.weight"], second["head.weight"])  # started over
+
+
+@pytest.mark.slow
+def test_truncated_checkpoint_is_reported_and_left_untouched(tmp_path):
+    cfg = compose_cfg(*SMALL, "train.steps=4", "train.checkpoint_every=2")
+    run(cfg, tmp_path)
+    (tmp_path / "results.json").unlink()
+    ckpt = tmp_path / CHECKPOINT
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(data[: len(data) // 2])
+    half = ckpt.read_bytes()
+    proc = run_cli(*SMALL, "train.steps=4", "train.checkpoint_every=2", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(ckpt) in lines[0] and "truncated" in lines[0], proc.stderr
+    assert ckpt.read_bytes() == half
+    assert json.loads((tmp_path / "results.json").read_text())["status"] == "failed"
+
+
+def test_checkpoint_of_another_shape_is_refused(tmp_path):
+    cfg = compose_cfg(*SMALL, "train.steps=2")
+    run(cfg, tmp_path)
+    (tmp_path / "results.json").unlink()
+    ckpt = tmp_path / CHECKPOINT
+    state = read_checkpoint(ckpt)
+    state["model"]["head.weight"] = torch.zeros(10, 8)
+    save_atomic(state, ckpt)
+    saved = ckpt.read_bytes()
+    with pytest.raises(CheckpointError, match=r"does not fit this model: head.weight"):
+        run(cfg, tmp_path)
+    assert ckpt.read_bytes() == saved
+
+
+def _signal_at(step, signum):
+    def hook(loop):
+        if loop.step == step:
+            signal.raise_signal(signum)  # lands after the step; handled at its boundary
+
+    return hook
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_and_sigterm_checkpoint_before_exiting(tmp_path, signum):
+    args = (*SMALL, "train.steps=20", "train.checkpoint_every=8", "train.log_every=4")
+    run(compose_cfg(*args), tmp_path / "straight")
+    with pytest.raises(SystemExit) as info:
+        run(compose_cfg(*args), tmp_path / "stopped", hooks=[_signal_at(11, signum)])
+    assert info.value.code == 128 + signum
+    assert signal.getsignal(signum) in (signal.default_int_handler, signal.SIG_DFL)  # restored
+    result = json.loads((tmp_path / "stopped" / "results.json").read_text())
+    assert result["status"] == "interrupted" and result["steps"] == 11
+    assert read_checkpoint(tmp_path / "stopped" / CHECKPOINT)["step"] == 11  # not 8
+    run(compose_cfg(*args), tmp_path / "stopped")  # train.resume=auto: nothing lost
+    a, b = checkpoint_params(tmp_path / "straight"), checkpoint_params(tmp_path / "stopped")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_signal_during_a_checkpoint_write_leaves_it_whole(tmp_path, monkeypatch):
+    from arnn import storage
+
+    real = os.fsync
+    calls = []
+
+    def fsync(fd):  # the signal arrives while last.pt is being written
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".tmp") and "last.pt" in os.readlink(
+                f"/proc/self/fd/{fd}") and not calls:
+            calls.append(fd)
+            signal.raise_signal(signal.SIGUSR1)
+        return real(fd)
+
+    monkeypatch.setattr(storage.os, "fsync", fsync)
+    with pytest.raises(SystemExit):
+        run(compose_cfg(*SMALL, "train.steps=20", "train.checkpoint_every=5"), tmp_path)
+    assert calls and read_checkpoint(tmp_path / CHECKPOINT)["step"] == 6  # 5 whole, then 6
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_sigterm_from_outside_checkpoints_a_cli_run(tmp_path):
+    args = (*SMALL, "train.steps=3000", "train.checkpoint_every=1000", "train.eval_every=3000",
+            f"hydra.run.dir={tmp_path}")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 600  # a busy machine: the first 100 steps can take minutes
+    while time.time() < deadline and "step 100/" not in _read(tmp_path / "train.log"):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    result = json.loads((tmp_path / "results.json").read_text())
+    saved = read_checkpoint(tmp_path / CHECKPOINT)["step"]
+    assert result["status"] == "interrupted" and result["steps"] == saved and saved >= 100
+    assert "SIGTERM at step" in _read(tmp_path / "train.log")
+
+
+def _read(path):
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
+
+
+def test_fingerprints_of_older_versions_still_match(tmp_path):
+    """Before presets, every model recorded eps/gamma, adagrad a momentum and every dataset all
+    seeds: settings a model does not have are not compared, real differences still are."""
+    from arnn.identity import check_same_run as _check_same_run
+    from arnn.identity import fingerprint as config_fingerprint
+
+    cfg = compose_cfg("model=lstm", "optimizer=adagrad", "train.steps=5")
+    current = config_fingerprint(cfg)
+    old = json.loads(json.dumps(current))
+    old["model"].update(eps=0.1, gamma=0.1, backend="auto")
+    old["optimizer"]["momentum"] = 0.9
+    old["dataset"].update(noise_seed=0, permutation_seed=0, paper_steps=50000)
+    old["train"]["steps"] = 2000
+    _check_same_run(tmp_path / "results.json", old, current)
+    old["dataset"]["train_limit"] = 100
+    old["dataset"]["split_seed"] = 1
+    with pytest.raises(CheckpointError, match=r"dataset.split_seed: 1 there, 0 now; "
+                                              r"dataset.train_limit: 100 there, None now"):
+        _check_same_run(tmp_path / "results.json", old, current)
+
+
+def test_a_run_directory_of_the_previous_layout_resumes_bit_identically(tmp_path):
+    """tests/data/run_before_redesign: a digits run made by the code before the runner was split
+    (the commit before it), killed with SIGKILL at step 120 of 300 (results.json `running`,
+    checkpoint at step 120). Resumed now, it ends where an uninterrupted run of that code ended
+    (straight_results.json) and bit-identical to an uninterrupted run of this code."""
+    fixture = Path(__file__).parent / "data" / "run_before_redesign"
+    args = (*SMALL, "train.steps=300", "train.checkpoint_every=40", "train.log_every=20",
+            "train.eval_every=100", "dataset.val_size=0")  # as then: no validation split
+    killed = tmp_path / "killed"
+    shutil.copytree(fixture, killed)
+    assert json.loads((killed / "results.json").read_text())["status"] == "running"
+    assert read_checkpoint(killed / CHECKPOINT)["step"] == 120
+    run(compose_cfg(*args), killed)
+    run(compose_cfg(*args), tmp_path / "straight")
+    a, b = checkpoint_params(tmp_path / "straight"), checkpoint_params(killed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    expected = json.loads((fixture / "straight_results.json").read_text())
+    for run_dir in (killed, tmp_path / "straight"):
+        result = json.loads((run_dir / "results.json").read_text())
+        assert {k: result[k] for k in expected} == expected
+
+
+def test_unrelated_edits_and_the_backend_do_not_change_a_runs_identity(tmp_path):
+    """Editing the LSTM's hidden size (its preset) does not block extending an arnn run, nor
+    does naming the backend `auto` resolves to on a CPU; a setting of the run itself does."""
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF, conf)
+    args = ["model=arnn", *SMALL, "train.checkpoint_every=2"]
+    run(compose_config([*args, "train.steps=4"], conf), tmp_path / "run")
+    lstm = conf / "preset" / "lstm_digits.yaml"
+    lstm.write_text(lstm.read_text().replace("hidden_size: 32", "hidden_size: 64"))
+    run(compose_config([*args, "train.steps=6", "model.backend=torch"], conf), tmp_path / "run")
+    assert RunResult.read(tmp_path / "run").steps == 6
+    arnn = conf / "preset" / "arnn_digits.yaml"
+    arnn.write_text(arnn.read_text().replace("sigma_w: 1.0", "sigma_w: 2.0"))
+    with pytest.raises(CheckpointError, match=r"model.sigma_w: 1.0 there, 2.0 now"):
+        run(compose_config([*args, "train.steps=8"], conf), tmp_path / "run")
+
+
+
+# --- extending a run ---------------------------------------------------------------------------
+
+
+def test_extending_a_finished_run_is_bit_identical_to_training_it_at_once(tmp_path):
+    args = (*SMALL, "train.eval_every=150", "train.log_every=50", "train.checkpoint_every=150")
+    run(compose_cfg(*args, "train.steps=400"), tmp_path / "straight")
+    run(compose_cfg(*args, "train.steps=200"), tmp_path / "extended")
+    assert RunResult.read(tmp_path / "extended").steps == 200
+    run(compose_cfg(*args, "train.steps=400"), tmp_path / "extended")
+    a, b = checkpoint_params(tmp_path / "straight"), checkpoint_params(tmp_path / "extended")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    result = RunResult.read(tmp_path / "extended")
+    assert result.status == "completed" and result.steps == 400
+    assert [e[0] for e in result.evaluations] == [150, 200, 300, 400]  # one history
+    with pytest.raises(ConfigError, match=r"train.steps=300 is invalid: .* already trained 400"):
+        run(compose_cfg(*args, "train.steps=300"), tmp_path / "extended")
+    with pytest.raises(Exception, match="another configuration.*model.eps"):
+        run(compose_cfg(*args, "train.steps=500", "model.eps=0.5"), tmp_path / "extended")
+
+
+def test_a_diverged_run_is_not_extended(tmp_path):
+    run(compose_cfg(*SMALL, "optimizer.lr=1e38", "train.steps=20", "train.log_every=10"),
+        tmp_path)
+    before = (tmp_path / "results.json").read_text()
+    run(compose_cfg(*SMALL, "optimizer.lr=1e38", "train.steps=40", "train.log_every=10"),
+        tmp_path)
+    assert (tmp_path / "results.json").read_text() == before
+
+
+
+# --- best.pt and the validation record ------------------------------------------------------
+
+
+def test_best_pt_reproduces_the_test_accuracy_reported_at_the_best_validation_step(tmp_path):
+    """`python train.py`'s record: the step of the best validation accuracy, the test accuracy
+    there, and checkpoints/best.pt holding that state: evaluating it gives the same number."""
+    args = (*SMALL, "train.steps=120", "train.eval_every=20", "optimizer.lr=0.3")
+    run(compose_cfg(*args), tmp_path)
+    result = RunResult.read(tmp_path)
+    vals = [e[2] for e in result.evaluations]
+    assert result.best_val_accuracy == max(vals) and result.val_accuracy == vals[-1]
+    at = vals.index(max(vals))  # the first of equal bests
+    assert result.best_val_step == result.evaluations[at][0]
+    assert result.test_accuracy_at_best_val == result.evaluations[at][1]
+    state = read_checkpoint(tmp_path / BEST_CHECKPOINT)
+    assert state["step"] == result.best_val_step
+    parts = build(compose_cfg(*args))
+    parts.model.load_state_dict(state["model"])
+    assert evaluate(parts.model, parts.task, 500)[0] == result.test_accuracy_at_best_val
+    assert evaluate(parts.model, parts.task, 500, "val")[0] == result.best_val_accuracy
+
+
+def test_a_resumed_run_keeps_its_validation_record(tmp_path):
+    args = (*SMALL, "train.steps=60", "train.eval_every=20", "train.checkpoint_every=20")
+    run(compose_cfg(*args), tmp_path / "straight")
+
+    with pytest.raises(KeyboardInterrupt):
+        run(compose_cfg(*args), tmp_path / "killed", hooks=[interrupt_at(45)])
+    run(compose_cfg(*args), tmp_path / "killed")
+    a, b = RunResult.read(tmp_path / "straight"), RunResult.read(tmp_path / "killed")
+    fields = ("evaluations", "val_accuracy", "best_val_accuracy", "best_val_step",
+              "test_accuracy_at_best_val", "test_accuracy")
+    assert [getattr(a, f) for f in fields] == [getattr(b, f) for f in fields]
+    best_a = read_checkpoint(tmp_path / "straight" / BEST_CHECKPOINT)["model"]
+    best_b = read_checkpoint(tmp_path / "killed" / BEST_CHECKPOINT)["model"]
+    assert all(torch.equal(best_a[k], best_b[k]) for k in best_a)
+
+
+
+def _scripted(monkeypatch, table):
+    """evaluate() answers from `table`: step -> (test accuracy, validation accuracy)."""
+    from arnn import loop as loop_module
+
+    def evaluate(model, task, batch_size, split="test"):
+        step = current["loop"].step
+        test, val = table[step]
+        return (test if split == "test" else val), 0.5
+
+    current = {}
+    real_init = loop_module.Loop.__init__
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        current["loop"] = self
+
+    monkeypatch.setattr(loop_module, "evaluate", evaluate)
+    monkeypatch.setattr(loop_module.Loop, "__init__", init)
+
+
+# The test accuracy peaks at step 10, before the best validation accuracy (step 20); step 40
+# ties the best validation accuracy (the earlier step stays the best); later evaluations are
+# worse, so a record that forgot the best or took the last would say so.
+SCRIPT = {10: (0.90, 0.50), 20: (0.60, 0.80), 30: (0.70, 0.60), 40: (0.65, 0.80),
+          50: (0.40, 0.30), 60: (0.30, 0.20)}
+SCRIPT_ARGS = (*SMALL, "train.steps=60", "train.eval_every=10", "train.checkpoint_every=20")
+
+
+def test_the_record_reports_the_test_accuracy_at_the_first_best_validation_step(
+        tmp_path, monkeypatch):
+    _scripted(monkeypatch, SCRIPT)
+    run(compose_cfg(*SCRIPT_ARGS), tmp_path)
+    result = RunResult.read(tmp_path)
+    assert (result.best_val_accuracy, result.best_val_step) == (0.80, 20)
+    assert result.test_accuracy_at_best_val == 0.60  # not the best test (0.90 at step 10)
+    assert (result.best_test_accuracy, result.test_accuracy, result.val_accuracy) == (
+        0.90, 0.30, 0.20)
+    best = read_checkpoint(tmp_path / BEST_CHECKPOINT)
+    assert (best["step"], best["val_accuracy"], best["test_accuracy"]) == (20, 0.80, 0.60)
+
+
+def test_a_resume_keeps_a_best_from_before_the_kill(tmp_path, monkeypatch):
+    """Killed at step 45 (checkpoint at 40): the best (step 20) is older than the kill and
+    every later evaluation is worse; the resumed run reports it and best.pt holds its weights,
+    as an uninterrupted run does."""
+    _scripted(monkeypatch, SCRIPT)
+    run(compose_cfg(*SCRIPT_ARGS), tmp_path / "straight")
+
+    with pytest.raises(KeyboardInterrupt):
+        run(compose_cfg(*SCRIPT_ARGS), tmp_path / "killed", hooks=[interrupt_at(45)])
+    (tmp_path / "killed" / BEST_CHECKPOINT).unlink()  # even without it: last.pt holds the best
+    run(compose_cfg(*SCRIPT_ARGS), tmp_path / "killed")
+    a, b = (RunResult.read(tmp_path / d) for d in ("straight", "killed"))
+    assert (b.best_val_step, b.test_accuracy_at_best_val) == (20, 0.60)
+    assert a.evaluations == b.evaluations
+    pa, pb = (checkpoint_params(tmp_path / d, "best.pt") for d in ("straight", "killed"))
+    assert all(torch.equal(pa[k], pb[k]) for k in pa)
+
+
+def test_best_pt_of_a_discarded_timeline_is_replaced_on_resume(tmp_path):
+    """The issue's sequence: evaluate every 5 steps, checkpoint every 10, kill at 17, resume
+    with train.eval_every=20: best.pt and results.json agree on the best validation step."""
+    args = (*SMALL, "train.steps=40", "train.checkpoint_every=10", "optimizer.lr=0.3")
+
+    with pytest.raises(KeyboardInterrupt):
+        run(compose_cfg(*args, "train.eval_every=5"), tmp_path, hooks=[interrupt_at(17)])
+    run(compose_cfg(*args, "train.eval_every=20"), tmp_path)
+    result = RunResult.read(tmp_path)
+    best = read_checkpoint(tmp_path / BEST_CHECKPOINT)
+    assert best["step"] == result.best_val_step and best["step"] <= 40
+    assert (best["val_accuracy"], best["test_accuracy"]) == (
+        result.best_val_accuracy, result.test_accuracy_at_best_val)
+    parts = build(compose_cfg(*args))
+    parts.model.load_state_dict(best["model"])
+    assert evaluate(parts.model, parts.task, 500, "val")[0] == result.best_val_accuracy
