@@ -29,9 +29,9 @@ LAYERS = [
     ["arnn.identity", "arnn.build", "arnn.presets", "arnn.report.choose"],
     ["arnn.loop", "arnn.report.tables"],
     ["arnn.preemption", "arnn.report.figures"],
-    ["arnn.run_dir"],
+    ["arnn.run_dir", "arnn.sweeps"],
     ["arnn.cli", "arnn.collect", "arnn.bench", "arnn.gradient_flow",
-     "hydra_plugins.arnn_halving_sweeper"],
+     "hydra_plugins.arnn_halving_sweeper", "hydra_plugins.arnn_grid_sweeper"],
 ]
 LAYER = {module: level for level, modules in enumerate(LAYERS) for module in modules}
 MAX_FUNCTION_LINES = 60

@@ -30,10 +30,10 @@ def _table(md: str, title: str) -> dict[str, dict[str, str]]:
 
 def test_collector_ranks_by_the_metric_asked(tmp_path):
     sweep = tmp_path / "sweep"
-    fake_job(sweep, 0, lr=0.1, test_accuracy=0.60, best_test_accuracy=0.95)
-    fake_job(sweep, 1, lr=0.2, test_accuracy=0.90, best_test_accuracy=0.91)
-    fake_job(sweep, 2, lr=0.3, test_accuracy=0.30, best_test_accuracy=0.40)
-    fake_job(sweep, 3, lr=0.4, status="failed", test_accuracy=0.99, best_test_accuracy=0.99)
+    fake_job(sweep, 0, lr=0.1, evaluations=[[50, 0.95], [100, 0.60]])
+    fake_job(sweep, 1, lr=0.2, evaluations=[[50, 0.91], [100, 0.90]])
+    fake_job(sweep, 2, lr=0.3, evaluations=[[50, 0.40], [100, 0.30]])
+    fake_job(sweep, 3, lr=0.4, status="failed", evaluations=[[50, 0.99], [100, 0.99]])
     collect_main([str(sweep), "--select", "test_accuracy"])
     assert f"| {sweep / '1'} |" in _best_section(sweep) and "lr=0.2" in _best_section(sweep)
     assert "not test results" in (sweep / "results.md").read_text()
@@ -131,8 +131,8 @@ def test_a_sweep_whose_jobs_all_diverged_before_evaluating_is_no_refusal(tmp_pat
 
 def test_collector_ranks_the_deepest_rung_first(tmp_path):
     sweep = tmp_path / "sweep"
-    fake_job(sweep, 0, lr=0.1, steps=10, test_accuracy=0.95)  # high, but stopped early
-    fake_job(sweep, 1, lr=0.2, steps=20, test_accuracy=0.80)
+    fake_job(sweep, 0, lr=0.1, steps=10, evaluations=[[10, 0.95]])  # high, but stopped early
+    fake_job(sweep, 1, lr=0.2, steps=20, evaluations=[[20, 0.80]])
     record = {"budgets": [10, 20], "configs": [["optimizer.lr=0.1"], ["optimizer.lr=0.2"]],
               "eta": 2, "metric": "test_accuracy",
               "rungs": [{"budget": 10, "jobs": [0, 1], "done": True, "promoted": [1],
@@ -154,7 +154,7 @@ def test_the_paper_tables_report_the_test_accuracy_of_the_point_chosen(tmp_path)
     """Validation and test accuracies differ everywhere: Table 1's cells are the test accuracy
     at the best validation step of the point chosen by validation, beside the paper's."""
     sweep = tmp_path / "sweep"
-    fake_job(sweep, 0, model="arnn", dataset="mnist", seed=7,
+    fake_job(sweep, 0, model="arnn", dataset="mnist", seed=7, steps=200,
              evaluations=[[100, 0.512, 0.70], [200, 0.40, 0.60]],
              settings={"model": {"hidden_size": 128}})
     fake_job(sweep, 1, model="lstm", dataset="pmnist", seed=3,

@@ -27,12 +27,14 @@ from arnn.report.jobs import collect
 from arnn.report.tables import markdown
 from arnn.results import RunResult, read_halving, write_halving
 from arnn.run_dir import run
+from arnn.storage import Folder
 from tests import fuzz
 from tests.fixtures import (
     ROOT,
     SMALL,
     Payload,
     compose_cfg,
+    fake_job,
     files_under,
     idx_bytes,
     read_checkpoint,
@@ -278,6 +280,17 @@ HOSTILE_RESULTS = {
     "a-list": lambda r: b"[]",
     "five-megabytes": lambda r: b'{"x": "' + b"a" * (5 << 20) + b'"}',
     "not-utf8": lambda r: b'{"x": "\xff"}',
+    "steps-401-digits": lambda r: _results(r).replace(b'"steps": 4', b'"steps": ' + b"9" * 401),
+    "accuracy-of-no-test-example": lambda r: _results(r, num_test=0),
+    "steps-10^18": lambda r: _results(r, steps=10**18),
+    "250000-evaluations": lambda r: _results(r, steps=300_000,
+                                             evaluations=[[1, 0.5, 0.5]] * 250_000),
+    "accuracy-not-its-evaluations": lambda r: _results(r, test_accuracy=1.0),
+    "accuracy-without-evaluations": lambda r: _results(r, evaluations=[]),
+    "evaluation-beyond-steps": lambda r: _results(
+        r, evaluations=[[99, 0.5, 0.5]], test_accuracy=0.5, best_test_accuracy=0.5,
+        val_accuracy=0.5, best_val_accuracy=0.5, best_val_step=99,
+        test_accuracy_at_best_val=0.5),
 }
 
 
@@ -320,6 +333,12 @@ HOSTILE_HALVING = {
     "rung-promoted-out-of-range": {"rungs": [{"budget": 10, "jobs": [0], "promoted": [7]}]},
     "more-rungs-than-budgets": {"rungs": [{"budget": 10, "jobs": [0]}] * 3},
     "rung-not-a-dict": {"rungs": [3]},
+    "rung-done-without-promoted": {"rungs": [{"budget": 10, "jobs": [0], "done": True,
+                                              "outcomes": {}}]},
+    "rung-done-without-outcomes": {"rungs": [{"budget": 10, "jobs": [0], "done": True,
+                                              "promoted": []}]},
+    "rung-without-budget": {"rungs": [{"jobs": [0], "done": False}]},
+    "eta-401-digits": {"eta": 10**401},
 }
 
 
@@ -333,7 +352,8 @@ def test_hostile_halving(tmp_path, name):
 
 
 def test_fuzz_halving(tmp_path):
-    write_halving(tmp_path, _halving_record())
+    with Folder(tmp_path) as folder:
+        write_halving(folder, _halving_record())
     assert read_halving(tmp_path) == _halving_record()
     data = (tmp_path / "halving.json").read_bytes()
     refused = fuzz.fuzz_file(tmp_path, data, lambda p: read_halving(p.parent), 0, 30,
@@ -379,7 +399,66 @@ DAMAGED_SWEEP_FILES = {
     "multirun-alias-bomb": ("multirun.yaml", ALIAS_BOMB.encode()),
     "halving-budgets-0": ("halving.json", json.dumps({**_halving_record(), "budgets": [0]})
                           .encode()),
+    "multirun-doubling-interpolations": ("multirun.yaml", (
+        "hydra:\n  sweeper:\n    params:\n      seed: ${l40}\n  overrides:\n    task: []\n"
+        "l0: x\n" + "".join(f"l{k}: ${{l{k - 1}}}${{l{k - 1}}}\n" for k in range(1, 41))
+    ).encode()),
 }
+
+
+def _forged(finished_run: Path) -> bytes:
+    """A record that claims what no run writes: accuracy 1.0 on no test example, 10^18 steps,
+    250,000 evaluations."""
+    return _results(finished_run, test_accuracy=1.0, best_test_accuracy=1.0, num_test=0,
+                    best_val_accuracy=1.0, steps=10**18, evaluations=[[1, 1.0, 1.0]] * 250_000)
+
+
+def _with_config(finished_run: Path, **extra) -> bytes:
+    record = json.loads((finished_run / "results.json").read_text())
+    record["config"] = {**record["config"], **extra}
+    return json.dumps(record).encode()
+
+
+# Files a job may hold that must cost the collector little, and how the job is then listed.
+BOUNDED_JOB_FILES = {
+    "config-with-2000-extra-settings": (
+        "results.json", lambda r: _with_config(r, **{f"extra_{k}": k for k in range(2000)}),
+        "completed"),
+    "quoted-brackets-in-config": (
+        ".hydra/config.yaml", lambda r: b"note: '" + b"[" * 40 + b"'\nmodel:\n  name: arnn\n",
+        "completed"),
+    "forged-record": ("results.json", _forged, "failed"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BOUNDED_JOB_FILES))
+def test_the_collector_costs_little_whatever_a_job_holds(tmp_path, sweep_template, finished_run,
+                                                         name):
+    sweep = tmp_path / "sweep"
+    shutil.copytree(sweep_template, sweep)
+    relative, data, status = BOUNDED_JOB_FILES[name]
+    (sweep / "2" / relative).write_bytes(data(finished_run))
+
+    def check() -> None:
+        found = collect([sweep])
+        text = markdown(found.jobs, found.missing, "best_val_accuracy")
+        statuses = {job.path.name: job.status for job in found.jobs}
+        assert statuses == {"0": "completed", "1": "completed", "2": status}, statuses
+        assert "100.0%" not in text  # the forged accuracy is never chosen
+
+    fuzz.expect(in_child(check), (0,), name)
+
+
+def test_names_from_files_are_escaped_in_the_tables(tmp_path):
+    """A dataset named with a table separator, a newline, HTML and a terminal escape: one cell,
+    printable, no markup."""
+    sweep = tmp_path / "sweep"
+    fake_job(sweep, 0, dataset="a|b\n<script>\x1b[2J", evaluations=[[100, 0.5, 0.6]])
+    fake_job(sweep, 1, status="failed", error="bad | \x1b[31mred\n<b>")
+    found = collect([sweep])
+    text = markdown(found.jobs, found.missing, "best_val_accuracy")
+    assert "<script>" not in text and "<b>" not in text and "\x1b" not in text
+    assert "a\\|b &lt;script&gt;\\x1b[2J" in text and "bad \\| \\x1b[31mred &lt;b&gt;" in text
 
 
 def _collect_around_damage(sweep: Path, damaged_job: str | None) -> None:
@@ -523,6 +602,10 @@ HOSTILE_CHECKPOINTS = {
     "wall-time-negative": lambda r: _state_with(r, _set("wall_time_s", -1.0)),
     "fingerprint-not-a-dict": lambda r: _state_with(r, _set("fingerprint", [1])),
     "other-model": lambda r: _state_with(r, _set("model", {"x": torch.zeros(1)})),
+    "window-examples-401-digits": lambda r: _state_with(
+        r, lambda state: state.update(window=(state["window"][0], 10**401))),
+    "last-finite-loss-401-digits": lambda r: _state_with(r, _set("last_finite_loss", 10**401)),
+    "wall-time-401-digits": lambda r: _state_with(r, _set("wall_time_s", 10**401)),
 }
 
 
@@ -589,3 +672,23 @@ def test_fuzz_more_seeds(tmp_path, finished_run, seed, fmt):
                          lambda path: read_halving(path.parent)),
     }[fmt]
     fuzz.fuzz_file(tmp_path, data, read, seed, 100, fmt)
+
+
+# --- settings beyond what the libraries accept, or the machine holds --------------------------
+
+BAD_SETTINGS = ["dataset.val_seed=4294967296", "dataset=digits dataset.split_seed=-1",
+                "dataset.test_fraction=0.0001", "dataset=noise_digits dataset.noise_seed="
+                + str(2**64), "dataset=pmnist dataset.permutation_seed=" + str(2**64),
+                "dataset=noise_digits dataset.seq_len=1000000000", "model.hidden_size=60000",
+                "seed=" + "9" * 401, "train.steps=" + "9" * 401]
+
+
+@pytest.mark.parametrize("overrides", BAD_SETTINGS)
+def test_a_setting_beyond_its_range_is_one_line_before_any_work(tmp_path, overrides):
+    """Each refused in one line naming it, before a byte is allocated or written (within the
+    fuzz suite's 500 MB and 5 s)."""
+    cfg = compose_cfg(*SMALL, *overrides.split())
+    outcome = in_child(lambda: run(cfg, tmp_path / "run"))
+    fuzz.expect(outcome, (2,), overrides)
+    assert overrides.split()[-1].split("=")[0] in outcome.output
+    assert not (tmp_path / "run" / "results.json").exists()

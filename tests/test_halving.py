@@ -16,7 +16,8 @@ from arnn.checkpoint import CHECKPOINT
 from arnn.collect import main as collect_main
 from arnn.identity import fingerprint
 from arnn.report.jobs import collect
-from arnn.results import RunResult, Status
+from arnn.results import RunResult, Status, evaluation_summary
+from arnn.storage import Folder
 from hydra_plugins.arnn_halving_sweeper._impl import (
     HalvingSweeperImpl,
     outcome,
@@ -87,9 +88,9 @@ class _FakeLauncher:
             config = fingerprint(self.cfg)
             if job in self.foreign:
                 config = {**config, "seed": 99}
-            RunResult(Status.COMPLETED, "arnn", "digits", "sgd", val_accuracy=final,
-                      best_val_accuracy=best, test_accuracy=1 - final, num_val=10,
-                      best_test_accuracy=1 - best, steps=steps, config=config
+            evaluations = [[steps // 2, 1 - best, best], [steps, 1 - final, final]]
+            RunResult(Status.COMPLETED, "arnn", "digits", "sgd", num_val=10, steps=steps,
+                      evaluations=evaluations, config=config, **evaluation_summary(evaluations)
                       ).write(self.sweep / str(job))
             failure = RuntimeError("refused") if job in self.refused else None
             returns.append(job_return(self.cfg, failure))
@@ -105,7 +106,7 @@ def test_halving_promotes_by_the_metric_it_is_given(tmp_path, metric, promoted):
     sweeper.launcher = _FakeLauncher(tmp_path, values)
     record = {"budgets": [10, 20], "configs": [[f"model.eps=0.{j + 1}"] for j in values],
               "rungs": []}
-    assert sweeper._run_rung(tmp_path, record, 0, list(values), []) == promoted
+    assert sweeper._run_rung(Folder(tmp_path), record, 0, list(values), []) == promoted
     outcomes = record["rungs"][0]["outcomes"]
     column = {"val_accuracy": lambda v: v[0], "best_val_accuracy": lambda v: v[1],
               "test_accuracy": lambda v: 1 - v[0]}[metric]
@@ -121,7 +122,7 @@ def test_a_record_of_another_configuration_or_a_failed_launch_is_a_failed_job(tm
     sweeper.launcher = _FakeLauncher(tmp_path, values, foreign=(1,), refused=(2,))
     record = {"budgets": [10, 20], "configs": [[f"model.eps=0.{j + 1}"] for j in values],
               "rungs": []}
-    assert sweeper._run_rung(tmp_path, record, 0, list(values), []) == [0, 3]
+    assert sweeper._run_rung(Folder(tmp_path), record, 0, list(values), []) == [0, 3]
     outcomes = record["rungs"][0]["outcomes"]
     assert outcomes["1"]["status"] == outcomes["2"]["status"] == "failed"
     assert "another configuration's (seed: 99 there, 0 now)" in outcomes["1"]["error"]
@@ -287,3 +288,20 @@ def test_a_validation_split_of_zero_set_in_a_config_file_is_refused(tmp_path):
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "dataset.val_size=0 is invalid" in proc.stderr and not (tmp_path / "s").exists()
+
+
+@pytest.mark.slow
+def test_a_halving_sweep_over_another_sweeps_directory_counts_none_of_its_records(tmp_path):
+    """The issue's sequence: a seed sweep into S, then a halving sweep into S. Jobs 0-3 hold
+    the seed sweep's records: refused by the runner, failed for the sweeper, never ranked."""
+    sweep = tmp_path / "S"
+    seeds = run_cli("-m", *SMALL, "model=arnn", "model.eps=0.05", "seed=0,1,2,3",
+                    "train.steps=20", f"hydra.sweep.dir={sweep}")
+    assert seeds.returncode == 0, seeds.stderr[-2000:]
+    proc = _halving(sweep)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (rung,) = _record(sweep)["rungs"]
+    assert {o["status"] for o in rung["outcomes"].values()} == {"failed"} and rung["promoted"] == []
+    assert proc.stdout.count("failed, not counted: the job failed: ") == 4
+    assert "no grid point completed" in proc.stdout
+    assert RunResult.read(sweep / "0").config["model"]["eps"] == 0.05  # left as it was

@@ -18,6 +18,7 @@ from arnn.config import ConfigError, compose_config
 from arnn.loop import evaluate
 from arnn.results import RunResult
 from arnn.run_dir import run
+from arnn.storage import Folder
 from tests.fixtures import (
     CONF,
     ROOT,
@@ -113,7 +114,8 @@ def test_checkpoint_of_another_shape_is_refused(tmp_path):
     ckpt = tmp_path / CHECKPOINT
     state = read_checkpoint(ckpt)
     state["model"]["head.weight"] = torch.zeros(10, 8)
-    save_atomic(state, ckpt)
+    with Folder(tmp_path) as folder:
+        save_atomic(state, folder, CHECKPOINT)
     saved = ckpt.read_bytes()
     with pytest.raises(CheckpointError, match=r"does not fit this model: head.weight"):
         run(cfg, tmp_path)
@@ -376,6 +378,8 @@ def test_a_resume_keeps_a_best_from_before_the_kill(tmp_path, monkeypatch):
     assert a.evaluations == b.evaluations
     pa, pb = (checkpoint_params(tmp_path / d, "best.pt") for d in ("straight", "killed"))
     assert all(torch.equal(pa[k], pb[k]) for k in pa)
+    kept = read_checkpoint(tmp_path / "killed" / CHECKPOINT)["best_model"]  # for a next resume
+    assert kept is not None and all(torch.equal(pa[k], kept[k]) for k in pa)
 
 
 def test_best_pt_of_a_discarded_timeline_is_replaced_on_resume(tmp_path):

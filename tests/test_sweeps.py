@@ -4,6 +4,9 @@ import csv
 import itertools
 import json
 import shutil
+import subprocess
+import sys
+import time
 
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -11,7 +14,7 @@ from omegaconf import OmegaConf
 
 from arnn.collect import main as collect_main
 from arnn.report.jobs import collect
-from tests.fixtures import compose_cfg, run_cli
+from tests.fixtures import ROOT, SMALL, compose_cfg, run_cli
 
 pytestmark = pytest.mark.slow  # every test here runs sweeps through train.py
 
@@ -174,3 +177,26 @@ def test_table_1_is_one_command_with_each_pairs_preset(tmp_path, mnist_dir):
     lstm, gated = (next(r for r in table.splitlines() if r.startswith(f"| {m} |"))
                    for m in ("lstm", "gated_arnn"))
     assert lstm.count("%") == 4 and gated.count("%") == 4  # ours and the paper's, both tasks
+
+
+def test_a_second_sweep_on_a_sweep_directory_is_refused_and_the_first_goes_on(tmp_path):
+    args = ["-m", *SMALL, "train.steps=300", "optimizer.lr=0.1,0.3", "train.log_every=50"]
+    clean = run_cli(*args, f"hydra.sweep.dir={tmp_path / 'clean'}")
+    assert clean.returncode == 0, clean.stderr[-2000:]
+    sweep = tmp_path / "W"
+    first = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args,
+                              f"hydra.sweep.dir={sweep}"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (sweep / "0" / "train.log").exists():
+        time.sleep(0.05)
+    second = run_cli(*args, f"hydra.sweep.dir={sweep}")
+    lines = second.stderr.strip().splitlines()
+    assert second.returncode == 2 and len(lines) == 1, second.stderr[-2000:]
+    assert f"sweep directory {sweep} is in use by pid {first.pid}" in lines[0]
+    _, stderr = first.communicate(timeout=600)
+    assert first.returncode == 0, stderr[-2000:]
+    for job in ("0", "1"):
+        a, b = (json.loads((d / job / "results.json").read_text()) for d in (tmp_path / "clean",
+                                                                             sweep))
+        assert (a["status"], a["evaluations"]) == (b["status"], b["evaluations"])

@@ -114,6 +114,10 @@ CLI_CASES = [
     ("dataset=imagenet", "dataset='imagenet' is invalid: allowed: cifar10, digits"),
     ("optimizer=adam", "optimizer='adam' is invalid: allowed: adagrad, sgd"),
     ("device=cuda", "device='cuda' is invalid: no CUDA GPU"),
+    ("dataset.seq_len=abc", "dataset.seq_len=abc is invalid: Value 'abc' of type 'str' could "
+                            "not be converted to Integer"),
+    ("optimizer.lr=" + "9" * 401, "optimizer.lr is invalid: int too large to convert to float"),
+    ("model.hidden_size=60000", "model.hidden_size=60000 is invalid: with"),
 ]
 
 

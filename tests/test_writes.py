@@ -25,8 +25,9 @@ from arnn.results import RunResult
 from arnn.run_dir import run
 from arnn.storage import (
     LOCK_FILE,
+    DirLock,
+    Folder,
     RunDirBusy,
-    RunDirLock,
     RunLogHandler,
     UnsafeRunDir,
     WriteError,
@@ -36,6 +37,7 @@ from tests.fixtures import (
     ROOT,
     SMALL,
     compose_cfg,
+    fake_job,
     files_under,
     one_line_error,
     read_checkpoint,
@@ -111,7 +113,7 @@ def test_the_lock_and_the_log_never_open_through_a_link(tmp_path):
     target.write_text("precious\n")
     (tmp_path / LOCK_FILE).symlink_to(target)
     with pytest.raises(UnsafeRunDir, match="is a symbolic link"):
-        RunDirLock(tmp_path).__enter__()
+        DirLock(tmp_path).__enter__()
     handler = RunLogHandler(str(tmp_path / "train.log"))
     (tmp_path / "train.log").symlink_to(target)
     handler.emit(logging.makeLogRecord({"msg": "a line"}))
@@ -147,12 +149,12 @@ def test_a_kill_during_a_checkpoint_write_leaves_no_temporary_file_after_the_res
     def killed_while_writing() -> None:
         real, calls = os.replace, []
 
-        def replace(src, dst):
+        def replace(src, dst, **dir_fds):
             if str(dst).endswith("last.pt"):
                 calls.append(dst)
                 if len(calls) == 2:  # the checkpoint at step 4: its temporary file is written
                     os.kill(os.getpid(), signal.SIGKILL)
-            return real(src, dst)
+            return real(src, dst, **dir_fds)
 
         storage.os.replace = replace
         run(compose_cfg(*SMALL, "train.steps=6", "train.checkpoint_every=2"), tmp_path / "run")
@@ -215,19 +217,20 @@ def test_a_damaged_batch_in_a_new_directory_is_recorded_as_failed(tmp_path):
 # --- the file system says no ------------------------------------------------------------------
 
 @pytest.mark.parametrize("error", [errno.EROFS, errno.ENOSPC, errno.EACCES, errno.EDQUOT])
-def test_a_file_system_that_refuses_writes_isone_line_error(tmp_path, monkeypatch, error):
-    """Read-only, out of inodes or space, an immutable directory: mkstemp fails inside the
-    error handling, the lock's open too."""
-    real = storage.tempfile.mkstemp
+def test_a_file_system_that_refuses_writes_is_one_line(tmp_path, monkeypatch, error):
+    """Read-only, out of inodes or space, an immutable directory: creating a temporary file
+    fails inside the error handling, the lock's open too."""
+    real_open = os.open
 
-    def mkstemp(*args, **kwargs):
-        raise OSError(error, os.strerror(error))
+    def refuse_temporaries(path, *args, **kwargs):
+        if str(path).endswith(".tmp"):
+            raise OSError(error, os.strerror(error))
+        return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(storage.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(storage.os, "open", refuse_temporaries)
     with pytest.raises(WriteError, match=os.strerror(error)):
         run(compose_cfg(*ARGS), tmp_path / "run")
-    monkeypatch.setattr(storage.tempfile, "mkstemp", real)
-    real_open = os.open
+    monkeypatch.setattr(storage.os, "open", real_open)
 
     def refuse_the_lock(path, *args, **kwargs):
         if str(path).endswith(LOCK_FILE):
@@ -285,7 +288,7 @@ def test_a_held_directory_is_refused_and_left_unchanged(tmp_path):
     run(compose_cfg(*SMALL, "train.steps=2"), tmp_path)
     (tmp_path / "results.json").unlink()  # as if interrupted: the next start would resume
     before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.name != ".arnn.lock"}
-    with RunDirLock(tmp_path):
+    with DirLock(tmp_path):
         with pytest.raises(RunDirBusy, match=rf"{tmp_path} is in use by pid {os.getpid()} on "):
             run(compose_cfg(*SMALL, "train.steps=2"), tmp_path)
     after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.name != ".arnn.lock"}
@@ -325,7 +328,7 @@ def test_second_process_stops_and_kill_9_releases_the_directory(tmp_path):
 def test_a_busy_job_fails_alone_in_a_sweep(tmp_path):
     sweep = tmp_path / "sweep"
     (sweep / "1").mkdir(parents=True)
-    with RunDirLock(sweep / "1"):
+    with DirLock(sweep / "1"):
         proc = run_cli("-m", *SMALL, "model.eps=0.05,0.1", "train.steps=5",
                        f"hydra.sweep.dir={sweep}")
     assert proc.returncode != 0 and "is in use by pid" in proc.stderr
@@ -380,11 +383,150 @@ def test_failing_write_from_the_command_line_is_one_line(tmp_path):
 def test_temporary_names_are_unique_per_writer(tmp_path, monkeypatch):
     names = []
     real = os.replace
-    monkeypatch.setattr(storage.os, "replace", lambda a, b: (names.append(a), real(a, b)))
+    monkeypatch.setattr(storage.os, "replace",
+                        lambda a, b, **fds: (names.append(a), real(a, b, **fds)))
     write_atomic(tmp_path / "f", b"1")
     write_atomic(tmp_path / "f", b"2")
     assert len(set(names)) == 2 and (tmp_path / "f").read_bytes() == b"2"
     state = {"model": {}, "step": 0, "fingerprint": {}}
-    save_atomic(state, tmp_path / "c.pt")
+    with Folder(tmp_path) as folder:
+        save_atomic(state, folder, "c.pt")
     assert read_checkpoint(tmp_path / "c.pt") == state
 
+
+
+# --- never delete what the run did not create -------------------------------------------------
+
+def test_a_refused_run_leaves_a_directory_it_did_not_create_byte_for_byte(tmp_path):
+    """The issue's reproduction: a folder of another Hydra application (a `*.log` directory
+    and a `.hydra/`), refused for a bad value: every byte stays, nothing is added."""
+    folder = tmp_path / "D"
+    (folder / "archive.log").mkdir(parents=True)
+    (folder / ".hydra").mkdir()
+    (folder / "archive.log" / "data.bin").write_bytes(b"data\n")
+    (folder / ".hydra" / "config.yaml").write_text("theirs: 1\n")
+    before = files_under(folder), sorted(p.name for p in folder.rglob("*"))
+    one_line_error(run_cli("model.eps=0", f"hydra.run.dir={folder}"), "model.eps=0.0")
+    assert (files_under(folder), sorted(p.name for p in folder.rglob("*"))) == before
+
+
+@pytest.mark.slow
+def test_a_refused_run_never_removes_a_held_lock(tmp_path):
+    """One process holds the run directory; another is refused for a bad value: the lock
+    stays, and stays held (a third run is told the directory is in use)."""
+    run_dir = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from arnn.storage import DirLock\n"
+         f"with DirLock({str(run_dir)!r}):\n    print('held', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        one_line_error(run_cli("model.eps=0", f"hydra.run.dir={run_dir}"), "model.eps=0.0")
+        assert f"pid {holder.pid}" in (run_dir / LOCK_FILE).read_text()
+        busy = one_line_error(run_cli(*ARGS, f"hydra.run.dir={run_dir}"), run_dir)
+        assert f"is in use by pid {holder.pid}" in busy
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.parametrize("name", [LOCK_FILE, "train.log", "results.json"])
+def test_a_hard_link_in_a_run_directory_is_refused(tmp_path, name):
+    """A file of the run directory that has another name: refused before anything is written,
+    the other name untouched (the lock would be truncated, the log appended to)."""
+    outside, run_dir = tmp_path / "precious", tmp_path / "run"
+    outside.write_text("precious\n")
+    run_dir.mkdir()
+    os.link(outside, run_dir / name)
+    line = one_line_error(run_cli(*ARGS, f"hydra.run.dir={run_dir}"), run_dir / name)
+    assert "hard link" in line and outside.read_text() == "precious\n"
+
+
+def _swapped_at(step: int, path: Path, target: Path):
+    """A hook that, at `step`, moves `path` aside and puts a link to `target` in its place."""
+    def hook(loop) -> None:
+        if loop.step == step:
+            path.rename(path.with_name(path.name + ".moved"))
+            path.symlink_to(target, target_is_directory=True)
+    return hook
+
+
+@pytest.mark.parametrize("swapped", ["checkpoints", "."])
+def test_a_link_swapped_in_while_a_run_trains_gets_no_byte(tmp_path, swapped):
+    """checkpoints/, or the run directory itself, replaced by a link to another folder at step
+    3: the checkpoints, results.json and events of steps 4-8 go to the directory the run holds,
+    none to the link's target."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    run_dir = tmp_path / "run"
+    path = run_dir if swapped == "." else run_dir / swapped
+    args = (*SMALL, "train.steps=8", "train.checkpoint_every=2", "train.eval_every=4")
+    run(compose_cfg(*args), run_dir, hooks=[_swapped_at(3, path, outside)])
+    assert list(outside.iterdir()) == []
+    held = path.with_name(path.name + ".moved")  # where the run's directory went
+    result = RunResult.read(held if swapped == "." else run_dir)
+    assert result.status == "completed" and result.steps == 8
+    last = held / "last.pt" if swapped == "checkpoints" else held / CHECKPOINT
+    assert read_checkpoint(last)["step"] == 8
+
+
+def test_the_collectors_files_are_never_written_through_a_link(tmp_path):
+    from arnn.collect import main as collect_main
+
+    sweep = tmp_path / "sweep"
+    fake_job(sweep, 0, evaluations=[[100, 0.5, 0.6]])
+    outside = tmp_path / "outside.md"
+    outside.write_text("precious\n")
+    (sweep / "results.md").symlink_to(outside)
+    os.link(outside, sweep / "results.csv")
+    collect_main([str(sweep)])
+    assert outside.read_text() == "precious\n"
+    assert not (sweep / "results.md").is_symlink() and "Best configuration" in (
+        sweep / "results.md").read_text()
+
+
+def test_the_collector_out_naming_a_file_is_one_line(tmp_path, capsys):
+    from arnn.collect import main as collect_main
+
+    sweep = tmp_path / "sweep"
+    fake_job(sweep, 0, evaluations=[[100, 0.5, 0.6]])
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(SystemExit) as info:
+        collect_main([str(sweep), "--out", str(tmp_path / "a-file")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1 and "a-file is not a directory" in err[0]
+
+
+def test_a_full_disk_at_the_job_logs_first_line_is_no_traceback(tmp_path, capsys):
+    handler = RunLogHandler(str(tmp_path / "train.log"))
+
+    class Full:
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def flush(self):
+            pass
+
+    handler.stream = Full()
+    handler.emit(logging.makeLogRecord({"msg": "a line"}))
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_run_directory_inside_a_file_is_one_line(tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    line = one_line_error(run_cli(*ARGS, f"hydra.run.dir={tmp_path / 'a-file' / 'run'}"))
+    assert "is a file, not a directory" in line
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sweeper", ["grid", "halving"])
+def test_multirun_yaml_is_never_written_through_a_link(tmp_path, sweeper):
+    sweep, outside = tmp_path / "sweep", tmp_path / "outside"
+    sweep.mkdir()
+    outside.write_text("precious\n")
+    (sweep / "multirun.yaml").symlink_to(outside)
+    extra = ["hydra/sweeper=halving", "hydra.sweeper.min_steps=2"] if sweeper == "halving" else []
+    proc = run_cli("-m", *SMALL, "train.steps=4", "model.eps=0.1", *extra,
+                   f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert outside.read_text() == "precious\n" and not (sweep / "multirun.yaml").is_symlink()

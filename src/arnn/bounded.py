@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -82,9 +83,15 @@ def load_json(path: Path, limit: int, error: type[Exception]) -> Any:
     return _check_depth(path, value, error)
 
 
+# A quoted scalar (single or double quotes, on one line) where YAML starts a scalar: its
+# brackets are text, not nesting.
+_QUOTED = re.compile(rb"""(?:(?<=[\s\[{,:])|^)(?:"(?:[^"\\\n]|\\.)*"|'(?:[^'\n]|'')*')""",
+                     re.MULTILINE)
+
+
 def _flow_depth(raw: bytes) -> int:
-    """The deepest nesting of brackets and braces (quotes ignored: an upper bound)."""
-    codes = np.frombuffer(raw, dtype=np.uint8)
+    """The deepest nesting of brackets and braces outside quoted scalars (an upper bound)."""
+    codes = np.frombuffer(_QUOTED.sub(b"", raw), dtype=np.uint8)
     steps = np.isin(codes, (ord("["), ord("{"))).astype(np.int64) - np.isin(
         codes, (ord("]"), ord("}")))
     return int(np.cumsum(steps).max(initial=0))

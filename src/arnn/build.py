@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from arnn.config import resolve_device, validate
+from arnn.config import check_memory, resolve_device, validate
 from arnn.data import EpochSampler, SequenceTask, build_task
 from arnn.models import CELLS, SequenceClassifier, build_cell
 from arnn.optimizers import build_optimizer
@@ -51,6 +51,7 @@ def build(cfg: DictConfig, task: SequenceTask | None = None) -> RunParts:
     """Validate `cfg` and build its parts. `task`: one already built from the same dataset
     config on the same device (several models on one dataset load it once)."""
     validate(cfg)
+    check_memory(cfg)
     device = torch.device(resolve_device(cfg.device))
     seed_everything(cfg.seed)
     if task is None:

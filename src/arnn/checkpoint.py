@@ -27,7 +27,7 @@ import torch
 
 from arnn.bounded import read_regular
 from arnn.errors import UserError
-from arnn.storage import write_atomic
+from arnn.storage import Folder
 
 CHECKPOINT = Path("checkpoints") / "last.pt"  # in a run directory
 BEST_CHECKPOINT = Path("checkpoints") / "best.pt"  # the state at the best validation accuracy
@@ -41,12 +41,13 @@ class CheckpointError(UserError):
     """A checkpoint that cannot be used; the message names the file. The file is left as is."""
 
 
-def save_atomic(state: dict[str, Any], path: Path) -> None:
+def save_atomic(state: dict[str, Any], folder: Folder, name: Path | str) -> None:
+    """`state` as the checkpoint `name` of `folder` (a run directory)."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
     archive = buffer.getvalue()
     header = f"arnn-checkpoint 2 sha256={hashlib.sha256(archive).hexdigest()}\n".encode()
-    write_atomic(path, header + archive)
+    folder.write_atomic(name, header + archive)
 
 
 def max_checkpoint_bytes(model: torch.nn.Module, num_train: int, steps: int) -> int:

@@ -8,15 +8,24 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import ConfigCompositionException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from arnn.config import compose_config, default_config_dir, register_configs, validate
+from arnn.config import (
+    check_memory,
+    compose_config,
+    composition_error,
+    default_config_dir,
+    register_configs,
+    validate,
+)
 from arnn.errors import ConfigError, UserError, exit_with, invalid, one_line
 from arnn.preemption import quiet_sacct_polls, uses_submitit
 from arnn.results import RunResult
 from arnn.run_dir import record_failure, run
-from arnn.storage import RunDirLock, RunLogHandler, UnsafeRunDir, write_atomic
+from arnn.storage import DirLock, Folder, RunLogHandler, UnsafeRunDir
 
 log = logging.getLogger("arnn")
 GROUPS = ("model", "dataset", "optimizer", "preset", "sweep")
@@ -49,6 +58,17 @@ def check_group_choices(args: list[str], config_dir: Path) -> None:
                 raise invalid(group, value, options)
 
 
+def check_output_dirs(args: list[str]) -> None:
+    """`hydra.run.dir` / `hydra.sweep.dir` given on the command line must be (or be made) a
+    directory: a regular file on the way is refused in one line, not by Hydra's traceback."""
+    for arg in args:
+        key, _, value = arg.partition("=")
+        if key.lstrip("+") in ("hydra.run.dir", "hydra.sweep.dir") and value:
+            for folder in (Path(value), *Path(value).parents):
+                if folder.exists() and not folder.is_dir():
+                    raise invalid(key, value, f"{folder} is a file, not a directory")
+
+
 def check_before_hydra(args: list[str], config_dir: Path) -> None:
     """A single run's config composed and validated before Hydra creates its run directory, so
     that a bad value leaves nothing behind (a refused run removes nothing: a directory it
@@ -59,29 +79,30 @@ def check_before_hydra(args: list[str], config_dir: Path) -> None:
         return
     try:
         cfg = compose_config([a for a in args if not a.startswith("hydra.")], config_dir)
-    except Exception:  # noqa: BLE001 - a config Hydra cannot compose: Hydra reports it itself
-        return
+    except (ConfigCompositionException, OmegaConfBaseException, OverflowError) as e:
+        raise composition_error(e) from None
     validate(cfg)
+    check_memory(cfg)
 
 
-def _save_hydra_files(cfg: DictConfig, run_dir: Path) -> None:
+def _save_hydra_files(cfg: DictConfig, run_dir: Folder) -> None:
     """What Hydra's run_job writes into .hydra/ (train.yaml sets hydra.output_subdir=null so that
     Hydra does not): written only once the run holds its directory and accepted the config."""
     hydra_cfg = HydraConfig.instance().cfg
     for name, node in (("config.yaml", cfg), ("hydra.yaml", hydra_cfg),
                        ("overrides.yaml", hydra_cfg.hydra.overrides.task)):
-        write_atomic(run_dir / ".hydra" / name, OmegaConf.to_yaml(node).encode())
+        run_dir.write_atomic(f".hydra/{name}", OmegaConf.to_yaml(node).encode())
 
 
 def _record_refused(cfg: DictConfig, run_dir: Path, error: ConfigError) -> None:
     """In a sweep, a job refused for a bad value leaves its record (.hydra/ and a `failed`
     results.json with the reason) so that the collector lists it; nothing already there is
     replaced."""
-    with RunDirLock(run_dir):
+    with Folder(run_dir) as folder, DirLock(folder):
         if RunResult.read(run_dir) is not None:
             return
-        _save_hydra_files(cfg, run_dir)
-        record_failure(run_dir, error, {group: {"name": str(cfg[group].name)}
+        _save_hydra_files(cfg, folder)
+        record_failure(folder, error, {group: {"name": str(cfg[group].name)}
                                         for group in ("model", "dataset", "optimizer")})
 
 
@@ -99,7 +120,7 @@ def _task(cfg: DictConfig) -> float | None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
         try:
-            return run(cfg, run_dir, on_start=lambda: _save_hydra_files(cfg, run_dir))
+            return run(cfg, run_dir, on_start=lambda folder: _save_hydra_files(cfg, folder))
         except OSError as e:  # the file system said no (read-only, out of inodes, ...)
             raise UserError(f"{e.filename or run_dir}: {e.strerror or e}") from e
     except UserError as e:
@@ -122,6 +143,7 @@ def main(config_dir: str | Path | None = None) -> None:
         quiet_sacct_polls()
     try:
         check_group_choices(sys.argv[1:], config_dir)
+        check_output_dirs(sys.argv[1:])
         check_before_hydra(sys.argv[1:], config_dir)
     except ConfigError as e:
         exit_with(e)

@@ -15,9 +15,10 @@ from pathlib import Path
 from arnn.errors import UserError, exit_with
 from arnn.report.choose import check_selectable
 from arnn.report.figures import length_figure, length_groups, sensitivity_figure
-from arnn.report.jobs import collect
-from arnn.report.tables import length_markdown, markdown, write_csv
+from arnn.report.jobs import Collection, collect
+from arnn.report.tables import csv_text, length_markdown, markdown
 from arnn.results import REPORTED
+from arnn.storage import Folder
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -47,20 +48,24 @@ def main(argv: list[str] | None = None) -> None:
         if not found.jobs and not found.missing:
             raise UserError("no jobs found (no .hydra/config.yaml under "
                             + ", ".join(map(str, args.sweep_dirs)) + ")")
+        table, written = _write(found, args.out or args.sweep_dirs[0], args.select)
     except UserError as e:
         exit_with(e)
-    out = args.out or args.sweep_dirs[0]
-    out.mkdir(parents=True, exist_ok=True)
-    write_csv(found.jobs, out / "results.csv")
-    table = markdown(found.jobs, found.missing, args.select, found.halving, found.notes)
-    written = [out / "results.csv", out / "results.md", out / "results.png"]
-    report = REPORTED[args.select]
+    print(table)
+    print("\nwrote " + ", ".join(map(str, written)))
+
+
+def _write(found: Collection, out: Path, select: str) -> tuple[str, list[Path]]:
+    """results.csv, .md and .png (and results_length.png for jobs that differ in T) in `out`,
+    each written atomically through the folder held (never through a link)."""
+    report = REPORTED[select]
+    table = markdown(found.jobs, found.missing, select, found.halving, found.notes)
+    files = {"results.csv": csv_text(found.jobs).encode()}
     groups = length_groups(found.jobs)
     if groups:  # jobs that differ in T: accuracy against the sequence length
         table += "\n" + "\n".join(length_markdown(groups, report))
-        length_figure(groups, out / "results_length.png", report)
-        written.append(out / "results_length.png")
-    (out / "results.md").write_text(table + "\n")
-    sensitivity_figure(found.jobs, out / "results.png", args.select)
-    print(table)
-    print("\nwrote " + ", ".join(map(str, written)))
+        files["results_length.png"] = length_figure(groups, report)
+    files["results.md"] = (table + "\n").encode()
+    files["results.png"] = sensitivity_figure(found.jobs, select)
+    with Folder(out) as folder:
+        return table, [folder.write_atomic(name, data) for name, data in files.items()]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -156,6 +157,23 @@ def paper_steps(dataset: str, otherwise: int) -> int:
                           otherwise)
 
 
+def composition_error(error: BaseException) -> ConfigError:
+    """A value Hydra could not compose (the wrong type, a number beyond a float, an unknown key)
+    as one line: `dataset.seq_len=abc is invalid: Value 'abc' of type 'str' could not be
+    converted to Integer`."""
+    def first(e: BaseException) -> str:
+        return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+    cause = error.__cause__ or error
+    outer, inner = first(error), first(cause)
+    key = re.search(r"full_key: (\S+)", f"{error}\n{cause}")
+    if outer.startswith("Error merging override "):
+        outer = f"{outer.removeprefix('Error merging override ')} is invalid"
+    elif key and outer == inner:
+        outer = f"{key.group(1)} is invalid"
+    return ConfigError(outer if outer == inner else f"{outer}: {inner}")
+
+
 def register_configs(config_dir: Path | None = None) -> None:
     global _config_dir
     _config_dir = config_dir if config_dir is not None else _config_dir
@@ -280,6 +298,53 @@ def validate(cfg: DictConfig) -> None:
     if fraction is not None and not 0 < fraction < 1:
         raise invalid("dataset.test_fraction", fraction, "must be between 0 and 1")
     _check_device(cfg)
+
+
+def available_memory(device: str) -> int:
+    """Bytes the run's device has free: the GPU's, or the machine's (MemAvailable)."""
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.mem_get_info()[0]
+    with open("/proc/meminfo") as f:
+        fields = dict(line.split(":", 1) for line in f)
+    return int(fields["MemAvailable"].split()[0]) * 1024
+
+
+def memory_needed(cfg: DictConfig) -> tuple[int, str]:
+    """About how many bytes a run of `cfg` allocates (fp32), and the setting that drives it:
+    the weights (at most an LSTM's 4n(n + m) and the head) with their gradients, optimizer state
+    and best copy; a training batch's sequences and the states kept for backpropagation through
+    time; an evaluation batch's. An upper estimate, made before anything is allocated."""
+    n, m, steps = cfg.model.hidden_size, cfg.dataset.input_size, cfg.dataset.seq_len
+    weights = 4 * 6 * 4 * n * (n + m + cfg.dataset.num_classes)
+    batch = 4 * steps * (m + 12 * n) * cfg.train.batch_size
+    evaluation = 4 * steps * (m + 4 * n) * cfg.train.eval_batch_size
+    driver = "model.hidden_size" if weights >= batch + evaluation else (
+        "dataset.seq_len" if steps * (m + n) > max(cfg.train.batch_size,
+                                                   cfg.train.eval_batch_size) else
+        "train.batch_size")
+    return weights + batch + evaluation, driver
+
+
+def check_memory(cfg: DictConfig) -> None:
+    """Refuse, before anything is allocated, a run that cannot fit in the device's memory."""
+    needed, driver = memory_needed(cfg)
+    available = available_memory(resolve_device(cfg.device))
+    if needed > available:
+        raise invalid(driver, OmegaConf.select(cfg, driver),
+                      f"with model.hidden_size={cfg.model.hidden_size}, dataset.seq_len="
+                      f"{cfg.dataset.seq_len}, dataset.input_size={cfg.dataset.input_size} and "
+                      f"train.batch_size={cfg.train.batch_size} this run needs about "
+                      f"{_size(needed)} of memory; {_size(available)} is available")
+
+
+def _size(count: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
+        if count < 1000 or unit == "PB":
+            return f"{count:.1f} {unit}"
+        count /= 1000
+    return ""
 
 
 def _check_device(cfg: DictConfig) -> None:

@@ -35,6 +35,7 @@ from arnn.monitor import Monitor
 from arnn.results import RunResult, Status, evaluation_summary
 from arnn.stability import recurrent_spectrum, stability_report
 from arnn.state import TrainingState
+from arnn.storage import Folder
 from arnn.window import StepWindow
 
 Hook = Callable[["Loop"], None]
@@ -63,19 +64,19 @@ class Checkpoints:
     validation accuracy, with that step and its accuracies), written from one place: best.pt
     only together with last.pt, from the state last.pt holds."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Folder) -> None:
         self.run_dir = run_dir
         self.best_saved: int | None = None  # the step best.pt holds, once known
 
     def save(self, state: TrainingState) -> None:
-        save_atomic(state.to_dict(), self.run_dir / CHECKPOINT)
+        save_atomic(state.to_dict(), self.run_dir, CHECKPOINT)
         best = evaluation_summary(state.evaluations)
         if state.best_model is not None and best["best_val_step"] != self.best_saved:
             save_atomic({"version": state.version, "fingerprint": state.fingerprint,
                          "step": best["best_val_step"], "model": state.best_model,
                          "val_accuracy": best["best_val_accuracy"],
                          "test_accuracy": best["test_accuracy_at_best_val"]},
-                        self.run_dir / BEST_CHECKPOINT)
+                        self.run_dir, BEST_CHECKPOINT)
             self.best_saved = best["best_val_step"]
 
     def reconcile(self, state: TrainingState, max_bytes: int) -> None:
@@ -83,7 +84,7 @@ class Checkpoints:
         timeline the resume discarded (a kill between checkpoints) is written again from
         last.pt, or removed when last.pt (of an older version) does not hold that state."""
         best = evaluation_summary(state.evaluations)
-        path = self.run_dir / BEST_CHECKPOINT
+        path = self.run_dir.path / BEST_CHECKPOINT
         saved = None
         if os.path.lexists(path):
             try:
@@ -101,7 +102,7 @@ class Checkpoints:
             log.info("%s written again for step %s (the one found was not the best of the "
                      "evaluations kept)", path, best["best_val_step"])
         elif os.path.lexists(path):
-            path.unlink()
+            os.unlink(BEST_CHECKPOINT.name, dir_fd=self.run_dir.sub(BEST_CHECKPOINT.parent.name).fd)
             log.warning("removed %s: it did not hold the best validation state of the "
                         "evaluations kept, and %s cannot give it", path, CHECKPOINT)
 

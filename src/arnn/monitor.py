@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 from tqdm import tqdm
+
+from arnn.storage import Folder
 
 log = logging.getLogger("arnn")
 
@@ -20,9 +21,10 @@ class Monitor:
     curve per run. On resume, `purge_step` drops events a killed session wrote after its last
     checkpoint, so curves continue without duplicated steps."""
 
-    def __init__(self, run_dir: Path, total_steps: int, start_step: int) -> None:
+    def __init__(self, run_dir: Folder, total_steps: int, start_step: int) -> None:
+        # The run directory as held open: its event file lands there whatever its path does.
         self.writer = SummaryWriter(
-            log_dir=str(run_dir), purge_step=start_step + 1 if start_step else None
+            log_dir=run_dir.proc_path, purge_step=start_step + 1 if start_step else None
         )
         self.bar = None
         if sys.stderr.isatty():

@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 
 from arnn.loop import Loop
 from arnn.results import Status
+from arnn.storage import Folder
 
 log = logging.getLogger("arnn")
 
@@ -59,7 +60,7 @@ class SignalCatcher:
             raise KeyboardInterrupt
 
 
-def hand_over(loop: Loop, signals: SignalCatcher, run_dir: Path) -> NoReturn:
+def hand_over(loop: Loop, signals: SignalCatcher, run_dir: Folder) -> NoReturn:
     """After a stop signal, with the checkpoint written: under SLURM (submitit's handler for the
     signal) record the requeue and let submitit requeue the job and exit; otherwise record the
     interruption and exit with 128 + the signal's number."""

@@ -15,13 +15,16 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from arnn.bounded import load_json
 from arnn.errors import UserError
-from arnn.storage import write_atomic
+from arnn.storage import Folder, write_atomic
 
 RESULTS_FILE = "results.json"
 HALVING_FILE = "halving.json"
 # results.json of a 50,000-step run evaluated every 500 steps is ~5 kB; halving.json of a
 # 1,000-configuration sweep ~300 kB.
 MAX_RECORD_BYTES = 4 << 20
+MAX_INT = 2**63 - 1  # an integer of a record beyond it (a 401-digit number) is no count of ours
+MAX_STEPS = 1 << 40  # train.steps' own bound (arnn.config)
+MAX_EVALUATIONS = 100_000  # a 50,000-step run evaluated at every step has 50,001
 
 
 class Status(str, Enum):
@@ -123,11 +126,13 @@ class RunResult:
         return cls(Status.FAILED, name("model"), name("dataset"), name("optimizer"),
                    error=f"{type(error).__name__}: {error}", config=config)
 
-    def write(self, run_dir: Path) -> Path:
+    def write(self, run_dir: Folder | Path) -> Path:
         """Write atomically (temporary file + rename): readers never see half a file."""
-        path = run_dir / RESULTS_FILE
-        write_atomic(path, (json.dumps(asdict(self), indent=2) + "\n").encode())
-        return path
+        data = (json.dumps(asdict(self), indent=2) + "\n").encode()
+        if isinstance(run_dir, Folder):
+            return run_dir.write_atomic(RESULTS_FILE, data)
+        write_atomic(Path(run_dir) / RESULTS_FILE, data)
+        return Path(run_dir) / RESULTS_FILE
 
     @classmethod
     def read(cls, run_dir: Path) -> RunResult | None:
@@ -153,7 +158,33 @@ class RunResult:
             ) or (hints[name] is int and data[name] < 0):
                 raise ResultsError(f"{path}: {name} is {data[name]!r:.60}, which a run does "
                                    f"not write ({_hint_text(hints[name])} expected)")
-        return cls(**{**{k: v for k, v in data.items() if k in hints}, "status": status})
+        result = cls(**{**{k: v for k, v in data.items() if k in hints}, "status": status})
+        problem = result._inconsistency()
+        if problem is not None:
+            raise ResultsError(f"{path}: {problem}, which a run does not write")
+        return result
+
+    def _inconsistency(self) -> str | None:
+        """What in a well-typed record no run can have written, or None: more steps than any
+        run trains, evaluations beyond its steps, accuracies without evaluations or without
+        examples to measure them on, or accuracies that are not those of its evaluations."""
+        if self.steps > MAX_STEPS:
+            return f"{self.steps} steps (a run trains at most {MAX_STEPS})"
+        evaluations = self.evaluations
+        if len(evaluations) > min(self.steps + 1, MAX_EVALUATIONS) or not all(
+                len(e) in (2, 3) and 0 <= e[0] <= self.steps and all(0 <= a <= 1 for a in e[1:])
+                for e in evaluations):
+            return (f"{len(evaluations)} evaluations of {self.steps} steps (each [step <= steps, "
+                    "test(, validation) accuracy])")
+        recorded = {k: getattr(self, k) for k in evaluation_summary([])}
+        if not evaluations and any(v is not None for v in recorded.values()):
+            return "accuracies without an evaluation"
+        for examples, name in ((self.num_test, "test_accuracy"), (self.num_val, "val_accuracy")):
+            if examples is not None and examples < 1 and recorded[name] is not None:
+                return f"{name} measured on {examples} examples"
+        derived = evaluation_summary(evaluations)
+        differ = [k for k, v in recorded.items() if v is not None and v != derived[k]]
+        return f"{', '.join(differ)} other than its evaluations give" if differ else None
 
 
 def _fits(value: Any, hint: Any) -> bool:
@@ -165,7 +196,8 @@ def _fits(value: Any, hint: Any) -> bool:
         return value is None
     if hint in (int, float):
         number = isinstance(value, int) if hint is int else isinstance(value, int | float)
-        return number and not isinstance(value, bool) and math.isfinite(value)
+        return number and not isinstance(value, bool) and (
+            abs(value) <= MAX_INT if isinstance(value, int) else math.isfinite(value))
     if origin is list:
         return isinstance(value, list) and all(_fits(v, args[0]) for v in value)
     return isinstance(value, origin or hint)
@@ -209,9 +241,12 @@ def _halving_problem(record: dict[str, Any]) -> str | None:
     for rung in rungs:
         if not (isinstance(rung, dict) and ints(rung.get("jobs"), 0)
                 and ints(rung.get("promoted", []), 0) and isinstance(rung.get("done", False), bool)
+                and _fits(rung.get("budget"), int) and rung["budget"] >= 1
                 and all(int(j) < len(configs) for j in rung["jobs"] + rung.get("promoted", []))
                 and _outcomes_ok(rung.get("outcomes", {}), len(configs))):
             return "a rung is not a record of jobs, outcomes and promotions of these configs"
+        if rung.get("done") and not ("promoted" in rung and "outcomes" in rung):
+            return "a rung marked done lacks its outcomes or promotions"
     return None
 
 
@@ -235,8 +270,8 @@ def read_halving(sweep_dir: Path) -> dict[str, Any] | None:
     return record
 
 
-def write_halving(sweep_dir: Path, record: dict[str, Any]) -> None:
-    write_atomic(Path(sweep_dir) / HALVING_FILE, (json.dumps(record, indent=1) + "\n").encode())
+def write_halving(sweep_dir: Folder, record: dict[str, Any]) -> None:
+    sweep_dir.write_atomic(HALVING_FILE, (json.dumps(record, indent=1) + "\n").encode())
 
 
 def steps_trained(record: dict[str, Any]) -> int:

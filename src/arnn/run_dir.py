@@ -28,7 +28,7 @@ from arnn.preemption import SignalCatcher, hand_over
 from arnn.results import ACCURACIES, RESULTS_FILE, RunResult, Status
 from arnn.stability import stability_warning
 from arnn.state import TrainingState
-from arnn.storage import RunDirLock, check_run_dir, remove_stale_temporaries
+from arnn.storage import DirLock, Folder, check_run_dir, remove_stale_temporaries
 
 log = logging.getLogger("arnn")
 
@@ -81,7 +81,7 @@ def plan(previous: RunResult | None, has_checkpoint: bool, steps: int, resume: s
     return Resume() if resume != "never" and has_checkpoint else Fresh()
 
 
-def record_failure(run_dir: Path, error: BaseException, config: dict[str, Any],
+def record_failure(run_dir: Folder, error: BaseException, config: dict[str, Any],
                    loop: Loop | None = None) -> None:
     """The one way a failure is recorded: results.json `failed` with the error, the loop's
     record when the run had a state of its own, else one naming its settings. A write that
@@ -95,7 +95,7 @@ def record_failure(run_dir: Path, error: BaseException, config: dict[str, Any],
 
 
 @contextmanager
-def failures_recorded(run_dir: Path, loop: Loop) -> Iterator[None]:
+def failures_recorded(run_dir: Folder, loop: Loop) -> Iterator[None]:
     """Any exception inside leaves results.json `failed`, and goes on."""
     try:
         yield
@@ -104,7 +104,7 @@ def failures_recorded(run_dir: Path, loop: Loop) -> Iterator[None]:
         raise
 
 
-def run(cfg: DictConfig, run_dir: str | Path, on_start: Callable[[], None] | None = None,
+def run(cfg: DictConfig, run_dir: str | Path, on_start: Callable[[Folder], None] | None = None,
         hooks: Iterable[Hook] = ()) -> float | None:
     """Train and evaluate one configuration in `run_dir`; returns the best validation accuracy
     (what a sweeper maximises: never a test number; None without a validation split).
@@ -123,15 +123,15 @@ def run(cfg: DictConfig, run_dir: str | Path, on_start: Callable[[], None] | Non
     if cfg.train.resume == "must" and not (run_dir / CHECKPOINT).is_file():
         raise ConfigError(f"train.resume='must' but there is no checkpoint at "
                           f"{run_dir / CHECKPOINT}")
-    with RunDirLock(run_dir):
+    with Folder(run_dir) as folder, DirLock(folder):
         for tmp in remove_stale_temporaries(run_dir):
             log.info("removed %s, left by a write that was killed", tmp)
-        return _run_locked(cfg, run_dir, on_start or (lambda: None), hooks)
+        return _run_locked(cfg, folder, on_start or (lambda folder: None), hooks)
 
 
-def _run_locked(cfg: DictConfig, run_dir: Path, on_start: Callable[[], None],
+def _run_locked(cfg: DictConfig, folder: Folder, on_start: Callable[[Folder], None],
                 hooks: Iterable[Hook]) -> float | None:
-    identity = fingerprint(cfg)
+    identity, run_dir = fingerprint(cfg), folder.path
     previous = RunResult.read(run_dir)
     if previous is not None and previous.status.finished and cfg.train.resume != "never":
         check_same_run(run_dir / RESULTS_FILE, previous.config, identity)
@@ -149,17 +149,17 @@ def _run_locked(cfg: DictConfig, run_dir: Path, on_start: Callable[[], None],
     except (Exception, KeyboardInterrupt) as e:
         # A new directory keeps the failure for sweeps to list (a bad value: the entry does).
         if previous is None and not isinstance(e, ConfigError):
-            on_start()
-            record_failure(run_dir, e, identity)
+            on_start(folder)
+            record_failure(folder, e, identity)
         raise
-    on_start()
-    checkpoints = Checkpoints(run_dir)
-    with failures_recorded(run_dir, loop):
+    on_start(folder)
+    checkpoints = Checkpoints(folder)
+    with failures_recorded(folder, loop):
         if state is not None:
             checkpoints.reconcile(state, _max_bytes(loop, cfg))
-        loop.result(Status.RUNNING).write(run_dir)
+        loop.result(Status.RUNNING).write(folder)
         result = _fit(loop, cfg, checkpoints)
-    result.write(run_dir)
+    result.write(folder)
     _report_end(result)
     return objective(result)
 

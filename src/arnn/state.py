@@ -111,6 +111,7 @@ def _check_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
                                      f"{tuple(param.shape)}")
 
 
-def _number(value: Any, low: float = -math.inf, high: float = math.inf) -> bool:
+def _number(value: Any, low: float = -1e300, high: float = 1e300) -> bool:
+    """A finite number in [low, high] (an integer too large for a float is compared as one)."""
     return (isinstance(value, int | float) and not isinstance(value, bool)
-            and math.isfinite(value) and low <= value <= high)
+            and (isinstance(value, int) or math.isfinite(value)) and low <= value <= high)

@@ -1,19 +1,26 @@
-"""What touches a run directory's files: atomic writes, the one-writer lock, the job log, and
-the rule that a run writes only inside its own directory.
+"""What touches a run's or a sweep's directory: atomic writes, the one-writer locks, the job log,
+and the rule that arnn writes only inside the directory a file belongs to.
 
-`write_atomic` writes a temporary file with a name unique to this writer (created with O_EXCL,
-so never through a link), fsyncs it and renames it over the target: readers see the old file or
-the new one, whole. A failing write (disk full, out of inodes, read-only file system, a directory
-that cannot be written) removes its temporary file, leaves the previous file as it was and
-raises `WriteError` naming the file and the OS error. Files get the mode every other file of a
-run has (0666 less the umask), not mkstemp's 0600, so that others sharing a sweep can read them.
+A `Folder` is a directory opened once (`O_DIRECTORY`; the path may be a link, to scratch space,
+followed at that open only): every write goes through its descriptor (`openat`-style, `dir_fd`),
+so a link swapped in for the directory or one of its sub-directories while a run trains sends
+nothing elsewhere, and every file is opened with `O_NOFOLLOW`, so a link planted in place of a
+file is refused. Libraries that take a path (TensorBoard) get `/proc/self/fd/<fd>`, the same
+directory.
 
-`check_run_dir` refuses a run directory that holds a symbolic link anywhere below it: a run
-never makes one, and writing through one would change a file outside the run. The lock and the
-job log are also opened with O_NOFOLLOW, so a link planted after the check is refused too.
+`Folder.write_atomic` writes a temporary file with a name unique to this writer (created with
+O_EXCL and O_NOFOLLOW), fsyncs it and renames it over the target: readers see the old file or the
+new one, whole, and a link or a second hard link at the target is replaced, never written
+through. A failing write (disk full, out of inodes, read-only file system, a directory that cannot
+be written) removes its temporary file, leaves the previous file as it was and raises
+`WriteError` naming the file and the OS error. Files get the mode every other file of a run has
+(0666 less the umask), so that others sharing a sweep can read them. Files written in place (the
+locks, the job log) must be this directory's own: a file with a second hard link is refused.
 
-`RunDirLock` is an OS-level lock (flock) on `<run dir>/.arnn.lock`, held while a run works. The
-kernel releases it when the process dies, so `kill -9` never leaves a stale lock behind.
+`check_run_dir` refuses a run directory that holds a symbolic link anywhere below it: a run never
+makes one. `DirLock` is an OS-level lock (flock) on a lock file, held while a run (`.arnn.lock`)
+or a sweep (`.arnn-sweep.lock`) works: the kernel releases it when the process dies, so
+`kill -9` never leaves a stale lock behind, and nobody but its holder removes it.
 """
 
 from __future__ import annotations
@@ -23,8 +30,9 @@ import fcntl
 import logging
 import os
 import re
+import secrets
 import socket
-import tempfile
+import stat
 import time
 from pathlib import Path
 
@@ -32,22 +40,23 @@ from arnn.errors import UserError
 
 log = logging.getLogger("arnn")
 LOCK_FILE = ".arnn.lock"
+SWEEP_LOCK_FILE = ".arnn-sweep.lock"
 TMP_SUFFIX = ".tmp"
-_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")  # write_atomic's: .<name>.<mkstemp's 8>.tmp
+_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")  # write_atomic's: .<name>.<8 random>.tmp
 _SCAN_LIMIT = 100_000  # entries looked at for links; a run directory holds a few dozen
 
 
 class WriteError(UserError):
-    """A run file that could not be written; the previous version is left whole."""
+    """A file that could not be written; the previous version is left whole."""
 
 
 class RunDirBusy(UserError):
-    """Another process holds the run directory; nothing was changed."""
+    """Another process holds the directory; nothing was changed."""
 
 
 class UnsafeRunDir(UserError):
-    """A run directory a run must not write into (a link inside it, a file where a directory
-    belongs); nothing was changed."""
+    """A directory arnn must not write into (a link inside it, a file where a directory
+    belongs, a hard-linked file it would write in place); nothing was changed."""
 
 
 def _file_mode() -> int:
@@ -56,32 +65,131 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
-        with open(fd, "wb") as f:
-            os.fchmod(fd, _file_mode())
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic on POSIX within one file system; replaces a link itself
-    except OSError as e:
-        if tmp is not None:
+def _refused(path: Path, e: OSError) -> UnsafeRunDir:
+    why = ("is a symbolic link; arnn follows no links: remove it" if e.errno == errno.ELOOP
+           else "is not a directory" if e.errno == errno.ENOTDIR else e.strerror)
+    return UnsafeRunDir(f"{path} cannot be opened ({why}); nothing was changed")
+
+
+class Folder:
+    """A directory held open: writes go to it whatever happens to its path afterwards."""
+
+    def __init__(self, path: Path | str, fd: int | None = None) -> None:
+        self.path = Path(path)
+        if fd is None:
             try:
-                os.unlink(tmp)
-            except OSError:
+                self.path.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except (FileExistsError, NotADirectoryError):
+                raise UnsafeRunDir(f"{self.path} is not a directory (a file stands there or "
+                                   "on the way to it); nothing was changed") from None
+            except OSError as e:
+                raise WriteError(f"cannot create {self.path}: {e.strerror}") from None
+        self.fd = fd
+        self._subs: dict[str, Folder] = {}
+
+    @property
+    def proc_path(self) -> str:
+        """A path to this very directory, for libraries that open files by path."""
+        return f"/proc/self/fd/{self.fd}"
+
+    def sub(self, name: str) -> Folder:
+        """The sub-directory `name` (made if missing, never through a link), held open."""
+        if name not in self._subs:
+            try:
+                os.mkdir(name, dir_fd=self.fd)
+            except FileExistsError:
                 pass
-        raise WriteError(
-            f"cannot write {path}: {e.strerror or e} (errno {e.errno}); "
-            "the previous file, if any, is whole"
-        ) from None
+            except OSError as e:
+                raise WriteError(f"cannot create {self.path / name}: {e.strerror}") from None
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             dir_fd=self.fd)
+            except OSError as e:
+                raise _refused(self.path / name, e) from None
+            self._subs[name] = Folder(self.path / name, fd)
+        return self._subs[name]
+
+    def _parent_of(self, name: str) -> tuple[Folder, str]:
+        *dirs, leaf = Path(name).parts
+        folder = self
+        for part in dirs:
+            folder = folder.sub(part)
+        return folder, leaf
+
+    def write_atomic(self, name: str | Path, data: bytes) -> Path:
+        """`name` (relative, sub-directories made as needed) holds `data`, whole or not at all."""
+        folder, leaf = self._parent_of(str(name))
+        target, tmp = folder.path / leaf, f".{leaf}.{secrets.token_hex(4)}{TMP_SUFFIX}"
+        fd = None
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         _file_mode(), dir_fd=folder.fd)
+            with open(fd, "wb", closefd=False) as f:
+                f.write(data)
+                f.flush()
+                os.fsync(fd)
+            os.close(fd)
+            fd = None
+            os.replace(tmp, leaf, src_dir_fd=folder.fd, dst_dir_fd=folder.fd)
+        except OSError as e:
+            if fd is not None:
+                os.close(fd)
+                try:
+                    os.unlink(tmp, dir_fd=folder.fd)
+                except OSError:
+                    pass
+            raise WriteError(f"cannot write {target}: {e.strerror or e} (errno {e.errno}); "
+                             "the previous file, if any, is whole") from None
+        return target
+
+    def open_own(self, name: str, flags: int) -> int:
+        """A file of this directory opened to be written in place (created if missing): never
+        through a link, never a file that also has another name (a hard link)."""
+        folder, leaf = self._parent_of(name)
+        try:
+            fd = os.open(leaf, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, _file_mode(),
+                         dir_fd=folder.fd)
+        except OSError as e:
+            raise _refused(folder.path / leaf, e) from None
+        check_own(fd, folder.path / leaf)
+        return fd
+
+    def close(self) -> None:
+        for sub in self._subs.values():
+            sub.close()
+        self._subs.clear()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> Folder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def check_own(fd: int, path: Path) -> None:
+    """A file opened to be written in place must be a regular file with this one name."""
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+        os.close(fd)
+        what = "has another name (a hard link)" if stat.S_ISREG(info.st_mode) else \
+            "is not a regular file"
+        raise UnsafeRunDir(f"{path} {what}; arnn writes in place only a file of its own: "
+                           "remove it. Nothing was changed")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """`path` holds `data`, whole or not at all (its directory opened for this one write)."""
+    with Folder(Path(path).parent) as folder:
+        folder.write_atomic(Path(path).name, data)
 
 
 def check_run_dir(run_dir: Path) -> None:
-    """Refuse a run directory with a symbolic link anywhere below it (the directory itself may
-    be one: a link to scratch space is how clusters are used)."""
+    """Refuse a run directory with a symbolic link or a hard-linked file anywhere below it (the
+    directory itself may be a link: to scratch space, as clusters are used)."""
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise UnsafeRunDir(f"run directory {run_dir} is not a directory; nothing was changed")
@@ -100,6 +208,11 @@ def check_run_dir(run_dir: Path) -> None:
                     "writes only inside its own directory and follows no links: remove it. "
                     "Nothing was changed"
                 )
+            if entry.is_file(follow_symlinks=False) and entry.stat(
+                    follow_symlinks=False).st_nlink > 1:
+                raise UnsafeRunDir(
+                    f"{entry.path} has another name (a hard link); a run writes only files of "
+                    "its own: remove it (or copy it, cp without -l). Nothing was changed")
             if entry.is_dir(follow_symlinks=False) and seen < _SCAN_LIMIT:
                 todo.append(Path(entry.path))
 
@@ -117,25 +230,23 @@ def remove_stale_temporaries(run_dir: Path) -> list[Path]:
     return removed
 
 
-def _open_no_follow(path: Path, flags: int) -> int:
-    try:
-        return os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
-    except OSError as e:
-        why = ("is a symbolic link; a run follows no links: remove it" if e.errno == errno.ELOOP
-               else e.strerror)
-        raise UnsafeRunDir(f"{path} cannot be opened ({why}); nothing was changed") from None
-
-
 class RunLogHandler(logging.FileHandler):
-    """The job log (`train.log`, configured in conf/train.yaml): opened on its first record,
-    never through a link. A log that cannot be opened is skipped; the run's own check then
-    refuses the directory in one line."""
+    """The job log (`train.log`, configured in conf/train.yaml for Hydra's job logging): opened
+    on its first record, never through a link nor as a hard link of another file. A log that
+    cannot be opened or written is skipped, without logging's own traceback; the run's own
+    checks then refuse the directory, or its writes fail, in one line."""
 
     def __init__(self, filename: str, mode: str = "a", encoding: str | None = None) -> None:
         super().__init__(filename, mode, encoding, delay=True)
 
     def _open(self):  # noqa: ANN202 - logging's signature
-        fd = _open_no_follow(Path(self.baseFilename), os.O_WRONLY | os.O_APPEND)
+        path = Path(self.baseFilename)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, _file_mode())
+        except OSError as e:
+            raise _refused(path, e) from None
+        check_own(fd, path)
         return open(fd, "a", encoding=self.encoding, errors=self.errors)
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -146,37 +257,45 @@ class RunLogHandler(logging.FileHandler):
                 return
         super().emit(record)
 
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        """A full disk or a vanished file: the line is lost, not the run (no traceback)."""
 
-class RunDirLock:
-    """`with RunDirLock(run_dir):` holds the directory for this process, or raises RunDirBusy
+
+class DirLock:
+    """`with DirLock(folder):` holds the directory for this process, or raises RunDirBusy
     naming the holder (pid, host, start time). File systems without flock (Lustre mounted
     without `-o flock`, some NFS set-ups) get a warning and no lock."""
 
-    def __init__(self, run_dir: Path) -> None:
-        self.path = Path(run_dir) / LOCK_FILE
+    def __init__(self, folder: Folder | Path, name: str = LOCK_FILE,
+                 what: str = "run directory") -> None:
+        self._opened = not isinstance(folder, Folder)  # a folder opened here, closed here
+        self.folder = Folder(folder) if self._opened else folder
+        self.name, self.what = name, what
+        self.path = self.folder.path / name
         self._fd: int | None = None
 
-    def __enter__(self) -> RunDirLock:
+    def __enter__(self) -> DirLock:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise WriteError(f"cannot create {self.path.parent}: {e.strerror}") from None
-        fd = _open_no_follow(self.path, os.O_RDWR)
+            fd = self.folder.open_own(self.name, os.O_RDWR)
+        except UserError:
+            self._close_folder()
+            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
             os.close(fd)
+            self._close_folder()
             raise RunDirBusy(
-                f"run directory {self.path.parent} is in use by {holder[:200]}; nothing was "
+                f"{self.what} {self.folder.path} is in use by {holder[:200]}; nothing was "
                 "changed (wait for it to finish, or stop it first)"
             ) from None
         except OSError as e:
             if e.errno not in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
                 os.close(fd)
                 raise
-            log.warning("%s: this file system has no flock (%s); two runs started on this "
-                        "directory would not be stopped", self.path, e.strerror)
+            log.warning("%s: this file system has no flock (%s); two processes started on "
+                        "this directory would not be stopped", self.path, e.strerror)
         try:
             os.ftruncate(fd, 0)
             started = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -192,3 +311,8 @@ class RunDirLock:
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor releases the lock
             self._fd = None
+        self._close_folder()
+
+    def _close_folder(self) -> None:
+        if self._opened:
+            self.folder.close()

@@ -29,7 +29,7 @@ class StepWindow:
         writes."""
         if not (isinstance(rows, torch.Tensor) and rows.dtype == torch.float32
                 and rows.ndim == 2 and rows.shape[1] == 3 and len(rows) <= min(step, size)
-                and isinstance(examples, int) and examples >= 0):
+                and isinstance(examples, int) and 0 <= examples <= 1 << 62):
             raise ValueError("the logging window is not one this run writes")
         return cls(size, device, step, rows, examples)
 

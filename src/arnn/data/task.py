@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from arnn.storage import write_atomic
+from arnn.storage import Folder
 
 
 def pixel_permutation(num_pixels: int, seed: int) -> Tensor:
@@ -116,8 +115,8 @@ class SequenceTask:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.train_noise.set_state(state["train_noise"])
 
-    def save_artifacts(self, run_dir: Path) -> None:
+    def save_artifacts(self, run_dir: Folder) -> None:
         """Write what a run's result depends on (the pMNIST permutation) into the run dir."""
         if self.permutation is not None:
             perm = self.permutation.cpu().tolist()
-            write_atomic(run_dir / "permutation.json", json.dumps(perm).encode())
+            run_dir.write_atomic("permutation.json", json.dumps(perm).encode())

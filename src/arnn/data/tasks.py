@@ -10,6 +10,7 @@ presets of `presets_from`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,13 @@ def _digits(cfg: DictConfig) -> dict[str, np.ndarray]:
 
     digits = load_digits()
     images = digits.images.astype(np.uint8)  # values 0..16
+    n, classes = len(digits.target), len(np.unique(digits.target))
+    held = math.ceil(cfg.test_fraction * n)  # as scikit-learn counts a fraction
+    if not classes <= held <= n - classes:
+        raise invalid("dataset.test_fraction", cfg.test_fraction,
+                      f"holds out {held} of the {n} digits; each split needs one example of "
+                      f"each of the {classes} classes: allowed {classes / n:.4f} to "
+                      f"{(n - classes) / n:.4f}")
     x_train, x_test, y_train, y_test = train_test_split(
         images,
         digits.target.astype(np.int64),

@@ -4,7 +4,8 @@ whatever the sweep holds: at most MAX_PANELS panels, each at most MAX_POINTS dot
 
 from __future__ import annotations
 
-from pathlib import Path
+import io
+from typing import Any
 
 from arnn.points import score
 from arnn.report.jobs import Job, finished
@@ -23,9 +24,16 @@ def _pyplot():
     return plt
 
 
-def sensitivity_figure(jobs: list[Job], path: Path, metric: str) -> list[str]:
+def _png(fig: Any) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    _pyplot().close(fig)
+    return buffer.getvalue()
+
+
+def sensitivity_figure(jobs: list[Job], metric: str) -> bytes:
     """`metric` against each setting that varies, one panel each; every job is a dot, the line
-    joins the best job per value. Returns the swept settings drawn."""
+    joins the best job per value (results.png)."""
     plt = _pyplot()
     done = finished(jobs)[:MAX_POINTS]
     swept = [k for k in dict.fromkeys(k for j in done for k in j.settings)
@@ -61,9 +69,7 @@ def sensitivity_figure(jobs: list[Job], path: Path, metric: str) -> list[str]:
     if axes[0][0].get_legend_handles_labels()[0]:
         axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return swept
+    return _png(fig)
 
 
 def length_groups(jobs: list[Job]) -> dict[tuple[str, str], dict[int, list[Job]]]:
@@ -79,8 +85,8 @@ def length_groups(jobs: list[Job]) -> dict[tuple[str, str], dict[int, list[Job]]
     return groups if len({t for g in groups.values() for t in g}) > 1 else {}
 
 
-def length_figure(groups: dict[tuple[str, str], dict[int, list[Job]]], path: Path,
-                  metric: str, chance: float = 0.1) -> None:
+def length_figure(groups: dict[tuple[str, str], dict[int, list[Job]]], metric: str,
+                  chance: float = 0.1) -> bytes:
     """Accuracy against T, one line per model with its spread over seeds, chance marked."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
@@ -101,5 +107,4 @@ def length_figure(groups: dict[tuple[str, str], dict[int, list[Job]]], path: Pat
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    return _png(fig)

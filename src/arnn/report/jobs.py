@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,9 @@ from arnn.results import ResultsError, RunResult, Status, read_halving
 
 MAX_CONFIG_BYTES = 1 << 20  # .hydra/config.yaml and multirun.yaml are a few kB
 MAX_JOBS = 1_000_000  # jobs one sweep directory may announce
+MAX_EXPANSION = 1000  # values one sweep value may read through interpolations (ours: 2)
+MAX_INTERPOLATION_DEPTH = 16
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][\w.]*)\}")  # ${a.b}: a plain reference to a value
 
 
 @dataclass
@@ -111,6 +115,19 @@ def _count(override: Any) -> int:
     return sum(1 for _ in itertools.islice(override.sweep_string_iterator(), MAX_JOBS + 1))
 
 
+def _expansion(cfg: Any, text: str, depth: int = 0) -> int:
+    """How many values resolving `text` reads from `cfg`, each reference counted every time it
+    is read (a chain of values that each name the previous one twice doubles per link):
+    resolved only when small, since OmegaConf would take as long as this number."""
+    total = 1
+    for ref in _REFERENCE.findall(text):
+        target = _select(cfg, ref)
+        total += _expansion(cfg, target, depth + 1) if isinstance(target, str) else 1
+        if total > MAX_EXPANSION or depth > MAX_INTERPOLATION_DEPTH:
+            return MAX_EXPANSION + 1
+    return total
+
+
 def expected_jobs(sweep_dir: Path) -> int | None:
     """How many jobs the sweep launched, from Hydra's multirun.yaml (None if unknown);
     ResultsError for a multirun.yaml that is damaged or announces more than MAX_JOBS."""
@@ -121,11 +138,16 @@ def expected_jobs(sweep_dir: Path) -> int | None:
     from omegaconf import OmegaConf
 
     register_resolver()  # the sweep configs' resolver
+    raw = load_yaml(path, MAX_CONFIG_BYTES, ResultsError)
     try:
-        cfg = OmegaConf.create(load_yaml(path, MAX_CONFIG_BYTES, ResultsError))
+        cfg = OmegaConf.create(raw)
         if "optuna" in str(cfg.hydra.sweeper.get("_target_", "")):
             return None  # its trials are as many as were asked, over every run of the study
         node = cfg.hydra.sweeper.params
+        for value in (_select(raw, "hydra.sweeper.params") or {}).values():
+            if _expansion(raw, str(value)) > MAX_EXPANSION:
+                raise ResultsError(f"{path}: its sweep's values interpolate more than "
+                                   f"{MAX_EXPANSION} values (a chain of interpolations?)")
         params = OmegaConf.to_container(node, resolve=True) if node else {}
         args = [f"{k}={v}" for k, v in params.items()] + list(cfg.hydra.overrides.task or [])
         grid = {o.key_or_group: _count(o)  # a command-line value beats the sweep's

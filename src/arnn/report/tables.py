@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import html
+import io
 from collections import Counter
 from dataclasses import fields
 from pathlib import Path
@@ -52,12 +53,14 @@ def csv_row(job: Job) -> dict[str, Any]:
             "rung": job.rung}
 
 
-def write_csv(jobs: list[Job], path: Path) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=csv_columns(), extrasaction="ignore")
-        writer.writeheader()
-        for job in jobs:
-            writer.writerow(csv_row(job))
+def csv_text(jobs: list[Job]) -> str:
+    """results.csv: one row per job."""
+    out = io.StringIO(newline="")
+    writer = csv.DictWriter(out, fieldnames=csv_columns(), extrasaction="ignore")
+    writer.writeheader()
+    for job in jobs:
+        writer.writerow(csv_row(job))
+    return out.getvalue()
 
 
 def pct(value: float | None) -> str:

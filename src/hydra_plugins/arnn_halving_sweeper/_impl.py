@@ -18,20 +18,20 @@ from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from arnn.errors import ConfigError, UserError, invalid, one_line
-from arnn.identity import differences, fingerprint
+from arnn.errors import ConfigError, invalid
 from arnn.points import Score, group, score
 from arnn.results import (
     HALVING_FILE,
     ResultsError,
-    RunResult,
     Status,
     read_halving,
     steps_trained,
     write_halving,
 )
+from arnn.storage import Folder
+from arnn.sweeps import outcome, owned, save_multirun
 
 from .config import METRICS, TEST_METRICS, VALIDATION_METRICS
 
@@ -43,37 +43,6 @@ def rung_budgets(min_steps: int, eta: int, final_steps: int) -> list[int]:
         budgets.append(budget)
         budget *= eta
     return budgets + [final_steps]
-
-
-def outcome(job_dir: Path, metric: str, job_return: Any = None) -> dict[str, Any]:
-    """A job's status, metric and steps after its launch: `failed` when the launch says it
-    failed (refused, or another process held its directory) or when its results.json is not
-    the record of the configuration launched; `missing` when it has none."""
-    try:
-        result = RunResult.read(job_dir)
-        problem = None if job_return is None else launch_problem(job_return, result)
-    except UserError as e:
-        result, problem = None, one_line(e)
-    if problem is not None:
-        return {"status": "failed", "metric": None, "steps": 0, "error": problem}
-    if result is None:
-        return {"status": "missing", "metric": None, "steps": 0}
-    return {"status": result.status.value, "metric": getattr(result, metric),
-            "steps": result.steps}
-
-
-def launch_problem(job_return: Any, result: RunResult | None) -> str | None:
-    """Why a launched job's record does not count for the sweep, or None: the launch failed,
-    or the record belongs to another configuration than the one launched."""
-    from hydra.core.utils import JobStatus
-
-    if job_return.status is not JobStatus.COMPLETED:
-        return f"the job failed: {one_line(job_return._return_value)}"
-    if result is not None:
-        diff = differences(result.config, fingerprint(job_return.cfg))
-        if diff:
-            return f"its results.json is another configuration's ({'; '.join(diff[:3])})"
-    return None
 
 
 def ranked(outcomes: dict[int, dict[str, Any]]) -> list[int]:
@@ -180,42 +149,41 @@ class HalvingSweeperImpl:
         if final_steps < 1:
             raise invalid("train.steps", final_steps, "the last rung's budget must be >= 1")
         budgets = rung_budgets(self.min_steps, self.eta, final_steps)
-        sweep_dir = Path(self.config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        record = self._load_record(sweep_dir, configs, budgets)
-        alive, returns = list(range(len(configs))), []
-        for r in range(len(budgets)):
-            if r < len(record["rungs"]) and record["rungs"][r].get("done"):
-                alive = record["rungs"][r].get("promoted", [])
-            else:
-                alive = self._run_rung(sweep_dir, record, r, alive, returns)
-            if not alive:  # the final rung, or one in which no grid point completed
-                break
-        self._totals(sweep_dir, record)
+        with owned(self.config.hydra.sweep.dir) as folder:
+            save_multirun(folder, self.config)
+            record = self._load_record(folder.path, configs, budgets)
+            alive, returns = list(range(len(configs))), []
+            for r in range(len(budgets)):
+                if r < len(record["rungs"]) and record["rungs"][r].get("done"):
+                    alive = record["rungs"][r].get("promoted", [])
+                else:
+                    alive = self._run_rung(folder, record, r, alive, returns)
+                if not alive:  # the final rung, or one in which no grid point completed
+                    break
+            self._totals(folder.path, record)
         return returns
 
-    def _run_rung(self, sweep_dir: Path, record: dict[str, Any], r: int, alive: list[int],
+    def _run_rung(self, folder: Folder, record: dict[str, Any], r: int, alive: list[int],
                   returns: list[Any]) -> list[int]:
         """Launch rung r's jobs, record their outcomes; returns the promoted jobs."""
         budgets, configs = record["budgets"], record["configs"]
         budget = budgets[r]
         del record["rungs"][r:]
         record["rungs"].append({"budget": budget, "jobs": alive, "done": False})
-        write_halving(sweep_dir, record)
+        write_halving(folder, record)
         print(f"[halving] rung {r + 1}/{len(budgets)}: {len(alive)} job(s) to "
               f"{budget} steps", flush=True)
         batch = [[*configs[j], f"train.steps={budget}", f"hydra.sweep.subdir={j}"]
                  for j in alive]
         launched = list(self.launcher.launch(batch, initial_job_idx=0))
         returns.append(launched)
-        outcomes = {j: outcome(sweep_dir / str(j), self.metric, ret)
+        outcomes = {j: outcome(folder.path / str(j), self.metric, ret)
                     for j, ret in zip(alive, launched, strict=True)}
         last = r == len(budgets) - 1
         promoted = [] if last else promote(outcomes, self.eta, configs)
         record["rungs"][r].update(
             outcomes={str(j): o for j, o in outcomes.items()}, promoted=promoted, done=True)
-        write_halving(sweep_dir, record)
+        write_halving(folder, record)
         self._summary(r, budget, outcomes, promoted, last)
         return promoted
 
@@ -244,6 +212,9 @@ class HalvingSweeperImpl:
         print(f"[halving] rung {r + 1} done at {budget} steps: "
               + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
               + f"; best {self.metric}: {top or '-'}; {what}", flush=True)
+        for job, o in sorted(outcomes.items()):
+            if o.get("error"):  # not counted: refused, or a record of another configuration
+                print(f"[halving] job #{job} failed, not counted: {o['error']}", flush=True)
 
     def _totals(self, sweep_dir: Path, record: dict[str, Any]) -> None:
         steps = steps_trained(record)

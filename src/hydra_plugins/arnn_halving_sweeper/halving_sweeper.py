@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from hydra.errors import ConfigCompositionException
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
+from arnn.config import composition_error
 from arnn.errors import UserError, exit_with
 
 
@@ -26,5 +28,7 @@ class HalvingSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> Any:
         try:
             return self.sweeper.sweep(arguments)
+        except ConfigCompositionException as e:  # a job's value of the wrong type: one line
+            exit_with(composition_error(e))
         except UserError as e:  # a bad setting or record: one line, exit 2, as train.py's
             exit_with(e)
