@@ -31,7 +31,8 @@ LAYERS = [
     ["arnn.preemption", "arnn.report.figures"],
     ["arnn.run_dir", "arnn.sweeps"],
     ["arnn.cli", "arnn.collect", "arnn.bench", "arnn.gradient_flow",
-     "hydra_plugins.arnn_halving_sweeper", "hydra_plugins.arnn_grid_sweeper"],
+     "hydra_plugins.arnn_halving_sweeper", "hydra_plugins.arnn_grid_sweeper",
+     "hydra_plugins.arnn_optuna_sweeper"],
 ]
 LAYER = {module: level for level, modules in enumerate(LAYERS) for module in modules}
 MAX_FUNCTION_LINES = 60

@@ -11,7 +11,7 @@ from omegaconf import MISSING
 from arnn import config
 from arnn.config import ConfigError, preset_for, validate
 from arnn.data.tasks import DATASETS, DatasetSpec
-from arnn.grid import APPENDIX_C
+from arnn.grid import ADAPTIVE_LR, APPENDIX_C
 from arnn.models import CELLS
 from arnn.optimizers import OPTIMIZERS
 from arnn.presets import preset_table
@@ -52,8 +52,9 @@ def test_unknown_names_are_refused_with_the_registry_names(capsys):
     with pytest.raises(ConfigError, match="preset='_none' is invalid"):
         check_group_choices(["preset=_none"], CONF)
     cfg = compose_cfg()
-    cfg.optimizer.name = "adam"
-    with pytest.raises(ConfigError, match="optimizer='adam' is invalid: allowed: sgd, adagrad"):
+    cfg.optimizer.name = "lamb"
+    with pytest.raises(ConfigError, match="optimizer='lamb' is invalid: allowed: sgd, adagrad, "
+                                          "adam, adamw, rmsprop"):
         validate(cfg)
 
 
@@ -188,3 +189,9 @@ def test_readme_lists_every_dataset():
     for name in DATASETS:
         assert f"`{name}`" in choices, name
         assert name in rows, name
+
+
+def test_the_adaptive_sweep_is_the_adaptive_grid():
+    params = compose_cfg("+sweep=adaptive", return_hydra_config=True).hydra.sweeper.params
+    assert [float(v) for v in params["optimizer.lr"].split(",")] == list(ADAPTIVE_LR)
+    assert params["optimizer"].split(",") == [n for n, s in OPTIMIZERS.items() if not s.paper]

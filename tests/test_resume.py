@@ -398,3 +398,25 @@ def test_best_pt_of_a_discarded_timeline_is_replaced_on_resume(tmp_path):
     parts = build(compose_cfg(*args))
     parts.model.load_state_dict(best["model"])
     assert evaluate(parts.model, parts.task, 500, "val")[0] == result.best_val_accuracy
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adagrad", "adam", "adamw", "rmsprop"])
+def test_each_optimizer_resumes_bit_identically(tmp_path, optimizer):
+    """Killed at step 13 (checkpoints every 5) and resumed: the same parameters as an
+    uninterrupted run, the optimizer's state (moments, sums, momentum) restored exactly."""
+    extra = ["optimizer.lr=0.001"] if optimizer.startswith("adam") else []
+    if optimizer == "rmsprop":
+        extra = ["optimizer.lr=0.001", "optimizer.momentum=0.5", "optimizer.centered=true"]
+    args = (*SMALL, f"optimizer={optimizer}", *extra, "train.steps=20",
+            "train.checkpoint_every=5", "train.eval_every=10")
+    run(compose_cfg(*args), tmp_path / "straight")
+    with pytest.raises(KeyboardInterrupt):
+        run(compose_cfg(*args), tmp_path / "killed", hooks=[interrupt_at(13)])
+    run(compose_cfg(*args), tmp_path / "killed")
+    a, b = (checkpoint_params(tmp_path / d) for d in ("straight", "killed"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    state = read_checkpoint(tmp_path / "killed" / CHECKPOINT)["optimizer"]["state"]
+    names = set().union(*(s.keys() for s in state.values()))
+    assert names >= {"sgd": {"momentum_buffer"}, "adagrad": {"sum"}, "adam": {"exp_avg_sq"},
+                     "adamw": {"exp_avg_sq"}, "rmsprop": {"square_avg", "grad_avg",
+                                                          "momentum_buffer"}}[optimizer]

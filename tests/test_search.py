@@ -1,57 +1,166 @@
-"""Model-based search: Hydra's Optuna sweeper over conf/hparams_search/appendix_c.yaml (TPE),
-maximising the validation accuracy train.py returns; resumable from its SQLite study."""
+"""Model-based search: arnn's Optuna sweeper (hydra/sweeper=optuna) over Optuna >= 4: search
+spaces in Hydra's syntax, TPE / random / grid samplers, pruning by run extension, a study kept in
+the sweep directory's journal and resumed by the same command."""
 
 from __future__ import annotations
 
+import json
+import re
+from importlib import metadata
+
 import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from packaging.requirements import Requirement
+from packaging.version import Version
 
-from arnn.report.jobs import collect
 from arnn.results import RunResult
-from tests.fixtures import SMALL, run_cli
+from hydra_plugins.arnn_optuna_sweeper._impl import budgets, dirname, search_space, value_at
+from tests.fixtures import SMALL, fake_job, run_cli
 
-pytestmark = pytest.mark.slow
+
+def test_the_search_extra_installs_beside_sqlalchemy_2():
+    """The extra asks only for Optuna >= 4, and what is installed from it is that recent."""
+    extra = [Requirement(r) for r in metadata.requires("arnn")
+             if "extra == \"search\"" in r or "extra == 'search'" in r]
+    assert [r.name for r in extra] == ["optuna"] and str(extra[0].specifier) == ">=4"
+    assert Version(metadata.version("optuna")) >= Version("4")
+    assert Version(metadata.version("sqlalchemy")) >= Version("2")
+    assert "hydra-optuna-sweeper" not in {d.metadata["Name"] for d in metadata.distributions()}
+
+
+def test_search_spaces_in_hydras_syntax():
+    space, fixed = search_space(["optimizer=choice(adam,sgd)", "optimizer.lr=tag(log, "
+                                 "interval(0.0001, 1.0))", "model.eps=interval(0.01, 0.1)",
+                                 "model.hidden_size=range(16, 64, 16)", "model.sigma_w=0,1,2",
+                                 "seed=3"])
+    assert space["optimizer"] == CategoricalDistribution(["adam", "sgd"])
+    assert space["optimizer.lr"] == FloatDistribution(0.0001, 1.0, log=True)
+    assert space["model.eps"] == FloatDistribution(0.01, 0.1)
+    assert space["model.hidden_size"] == IntDistribution(16, 64, step=16)
+    assert space["model.sigma_w"] == CategoricalDistribution([0, 1, 2])
+    assert fixed == ["seed=3"]
+    with pytest.raises(Exception, match="train.steps=10,20 is invalid"):
+        search_space(["train.steps=10,20"])
+
+
+def test_budgets_directories_and_the_value_at_a_budget(tmp_path):
+    assert budgets(100, 3, 800) == [100, 300, 800] and budgets(800, 3, 800) == [800]
+    assert dirname(["optimizer.lr=0.1", "model.eps=0.01"]) == "model.eps=0.01,optimizer.lr=0.1"
+    assert re.fullmatch(r"[\w.,=+-]+", dirname(["a=b/c'd", "x=" + "y" * 400]))
+    assert len(dirname(["x=" + "y" * 400])) <= 150
+    job = fake_job(tmp_path, 0, steps=300, evaluations=[[100, 0.5, 0.6], [300, 0.4, 0.8]])
+    result = RunResult.read(job)
+    assert (value_at(result, 100), value_at(result, 200), value_at(result, 300)) == (
+        0.6, 0.6, 0.8)
+
 
 # A small space in which lr=1e12 diverges (train.max_loss) and the rest trains.
 SEARCH = ("-m", "hydra/sweeper=optuna", "+hparams_search=appendix_c", "model=arnn", *SMALL,
-          "train.steps=20", "train.eval_every=10", "train.log_every=10",
+          "train.steps=40", "train.eval_every=20", "train.log_every=10",
           "hydra.sweeper.n_trials=12", "optimizer.lr=choice(0.1,1e12)",
           "model.sigma_w=choice(0,1)")
+PRUNED = ("hydra.sweeper.pruner=hyperband", "hydra.sweeper.min_steps=5")
 
 
 def _trials(sweep):
+    """(state, value) of each trial, from the study's journal (Optuna's own reader)."""
     import optuna
 
-    study = optuna.load_study(study_name="arnn_digits", storage=f"sqlite:///{sweep}/optuna.db")
-    return study.trials
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(sweep / "optuna.journal")))
+    (study,) = optuna.get_all_study_summaries(storage)
+    trials = optuna.load_study(study_name=study.study_name, storage=storage).trials
+    return [(t.state.name, t.value) for t in trials]
 
 
-def test_a_tpe_study_survives_divergence_and_resumes(tmp_path):
+def _records(sweep):
+    return {p.parent: RunResult.read(p.parent) for p in sweep.glob("*/results.json")}
+
+
+@pytest.mark.slow
+def test_a_pruned_tpe_study_survives_divergence_and_grows_on_a_rerun(tmp_path):
     sweep = tmp_path / "search"
-    proc = run_cli(*SEARCH, f"hydra.sweep.dir={sweep}", timeout=600)
+    proc = run_cli(*SEARCH, *PRUNED, f"hydra.sweep.dir={sweep}", timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     trials = _trials(sweep)
-    assert len(trials) == 12
-    jobs = {p.parent.parent: RunResult.read(p.parent.parent)
-            for p in sweep.glob("*/.hydra/config.yaml")}
-    statuses = {r.status.value for r in jobs.values()}
+    assert len(trials) == 12 and {s for s, _ in trials} <= {"COMPLETE", "PRUNED", "FAIL"}
+    records = _records(sweep)
+    statuses = {r.status.value for r in records.values()}
     assert "diverged" in statuses and "completed" in statuses  # the study went on
-    completed = [t for t in trials if t.state.name == "COMPLETE"]
-    best = max(t.value for t in completed)
-    assert best == max(r.best_val_accuracy for r in jobs.values()
-                       if r.best_val_accuracy is not None)  # the objective: validation
-    before = {d: (d / "results.json").stat().st_mtime_ns for d in jobs}
-    again = run_cli(*SEARCH, f"hydra.sweep.dir={sweep}", timeout=600)
+    pruned = [r for r in records.values() if r.status.value == "pruned"]
+    assert pruned and all(r.steps < 40 for r in pruned)  # the record says so
+    assert sum(s == "PRUNED" for s, _ in trials) >= 1
+    trained = int(re.search(r"this command trained (\d+) steps", proc.stdout).group(1))
+    assert trained < 12 * 40
+    finished = {d: (d / "results.json").stat().st_mtime_ns for d, r in records.items()
+                if r.status.value == "completed" and r.steps == 40}
+    again = run_cli(*SEARCH, *PRUNED, f"hydra.sweep.dir={sweep}", timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     assert len(_trials(sweep)) == 24  # resumed: the study grew
-    for d, mtime in before.items():  # a configuration sampled again was not retrained
+    for d, mtime in finished.items():  # a finished trial proposed again was not retrained
         assert (d / "results.json").stat().st_mtime_ns == mtime
-    assert "not trained again" in again.stdout + again.stderr
-    found = collect([sweep])  # the collector reads a study's sweep directory like any other
-    assert {j.path for j in found.jobs} >= set(jobs) and found.missing == 0
 
 
-def test_a_study_without_a_validation_split_fails_each_trial_and_says_why(tmp_path):
-    proc = run_cli(*SEARCH[:-3], "hydra.sweeper.n_trials=2", "dataset.val_size=0",
-                   f"hydra.sweep.dir={tmp_path / 'search'}", timeout=600)
-    assert "Return value must be float-castable" in proc.stdout + proc.stderr
-    assert all(t.state.name == "FAIL" for t in _trials(tmp_path / "search"))
+@pytest.mark.slow
+def test_a_trial_that_diverges_scores_zero_and_seeds_make_one_trial(tmp_path):
+    """lr=1e12 only, two seeds per trial: every trial diverges, scores 0 (not FAIL: TPE
+    learns from it), and each trial is two jobs, one per seed."""
+    sweep = tmp_path / "search"
+    proc = run_cli(*SEARCH[:-2], "optimizer.lr=choice(1e12)", "model.sigma_w=choice(0,1)",
+                   "hydra.sweeper.n_trials=2", "hydra.sweeper.seeds=[0,1]",
+                   f"hydra.sweep.dir={sweep}", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _trials(sweep) == [("COMPLETE", 0.0), ("COMPLETE", 0.0)]
+    seeds = sorted(r.config["seed"] for r in _records(sweep).values())
+    assert seeds in ([0, 1], [0, 0, 1, 1])  # one or two distinct settings, each two seeds
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sampler", ["random", "grid"])
+def test_random_and_grid_samplers(tmp_path, sampler):
+    sweep = tmp_path / "search"
+    proc = run_cli(*SEARCH[:-3], "hydra.sweeper.n_trials=4", f"hydra.sweeper.sampler={sampler}",
+                   "optimizer.lr=choice(0.1,0.3)", "model.sigma_w=choice(0,1)",
+                   f"hydra.sweep.dir={sweep}", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [s for s, _ in _trials(sweep)] == ["COMPLETE"] * 4
+    if sampler == "grid":  # every point of the 2 x 2 grid once
+        assert len(_records(sweep)) == 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["old-study", "damaged-journal", "storage", "no-validation"])
+def test_a_study_it_cannot_use_is_one_line(tmp_path, case):
+    sweep = tmp_path / "search"
+    sweep.mkdir()
+    extra = []
+    if case == "old-study":
+        (sweep / "optuna.db").write_bytes(b"SQLite format 3\x00" + bytes(100))
+    elif case == "damaged-journal":
+        (sweep / "optuna.journal").write_text('{"op_code": 0}\nnot json\n')
+    elif case == "storage":
+        extra = ["hydra.sweeper.storage=sqlite:///x.db"]
+    else:
+        extra = ["dataset.val_size=0"]
+    proc = run_cli(*SEARCH, *extra, f"hydra.sweep.dir={sweep}", timeout=900)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), \
+        proc.stderr[-3000:]
+    assert {"old-study": "optuna.db is a study of Hydra's old Optuna sweeper",
+            "damaged-journal": "optuna.journal: line 2 is not an operation",
+            "storage": "hydra.sweeper.storage='sqlite:///x.db' is invalid",
+            "no-validation": "dataset.val_size=0 is invalid"}[case] in lines[0]
+    assert not list(sweep.glob("*/results.json"))
+
+
+def test_a_torn_last_line_of_the_journal_is_dropped(tmp_path):
+    from arnn.storage import Folder
+    from hydra_plugins.arnn_optuna_sweeper._journal import FolderJournal
+
+    (tmp_path / "optuna.journal").write_text(json.dumps({"op_code": 0}) + '\n{"op_co')
+    with Folder(tmp_path) as folder:
+        journal = FolderJournal(folder)
+        assert list(journal.read_logs(0)) == [{"op_code": 0}]
+        journal.append_logs([{"op_code": 1}])
+        journal.close()
+    assert (tmp_path / "optuna.journal").read_text() == '{"op_code": 0}\n{"op_code":1}\n'

@@ -112,7 +112,10 @@ CLI_CASES = [
     ("model.eps=0", "model.eps=0.0 is invalid: must be a number > 0"),
     ("model=rnn", "model='rnn' is invalid: allowed: ablation, arnn, gated_arnn, lstm"),
     ("dataset=imagenet", "dataset='imagenet' is invalid: allowed: cifar10, digits"),
-    ("optimizer=adam", "optimizer='adam' is invalid: allowed: adagrad, sgd"),
+    ("optimizer=lamb", "optimizer='lamb' is invalid: allowed: adagrad, adam, adamw, rmsprop, "
+                       "sgd"),
+    ("optimizer=adam optimizer.betas=[1.5,0.9]", "optimizer.betas=[1.5, 0.9] is invalid: must "
+                                                 "be 2 numbers, each < 1"),
     ("device=cuda", "device='cuda' is invalid: no CUDA GPU"),
     ("dataset.seq_len=abc", "dataset.seq_len=abc is invalid: Value 'abc' of type 'str' could "
                             "not be converted to Integer"),
@@ -129,7 +132,7 @@ def test_cli_bad_input_one_line_nonzero_exit_nothing_written(tmp_path, override,
     if override == "device=cuda" and torch.cuda.is_available():
         pytest.skip("a GPU is present: device=cuda is valid here")
     out = tmp_path / "run"
-    proc = run_cli(override, "train.steps=1", f"hydra.run.dir={out}")
+    proc = run_cli(*override.split(), "train.steps=1", f"hydra.run.dir={out}")
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: " + expected), proc.stderr

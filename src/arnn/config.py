@@ -118,12 +118,11 @@ class Config:
 
 
 def study_storage(sweep_dir: str) -> str:
-    """`${study_storage:${hydra.sweep.dir}}` (conf/hparams_search/): the SQLite URL of an Optuna
-    study kept in the sweep directory, which is made here because the sweeper opens the study
-    before any job has created it."""
-    path = Path(sweep_dir).resolve()
-    path.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path / 'optuna.db'}"
+    """`${study_storage:${hydra.sweep.dir}}`, the storage line of configs written for Hydra's old
+    Optuna sweeper (an SQLite URL in the sweep directory): still resolved, so that such a
+    config meets the one-line refusal of hydra.sweeper.storage (arnn's sweeper keeps its study
+    in <sweep dir>/optuna.journal) rather than an unknown resolver."""
+    return f"sqlite:///{Path(sweep_dir).resolve() / 'optuna.db'}"
 
 
 _config_dir: Path | None = None  # where `preset_for` looks for preset files
@@ -282,7 +281,8 @@ def validate(cfg: DictConfig) -> None:
     for key, allowed_range in ranges().items():
         value = OmegaConf.select(cfg, key)
         if value is not None:
-            allowed_range.check(key, value)
+            plain = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+            allowed_range.check(key, plain)
     for key, allowed in CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value is not None and value not in allowed:

@@ -34,24 +34,39 @@ FLOAT_LIMIT = 1e300  # a number setting must stay a float with room to compute
 
 class Range:
     """The values a number setting may take beyond its type: `low` (excluded when `strict`),
-    an upper bound, and whether it is an integer."""
+    an upper bound `high` (excluded when `high_strict`), whether it is an integer, and for a
+    list of numbers (Adam's betas) how many it holds."""
 
     def __init__(self, low: float, strict: bool = False, integer: bool = False,
-                 high: float | None = None) -> None:
+                 high: float | None = None, high_strict: bool = False,
+                 length: int | None = None) -> None:
         self.low, self.strict, self.integer = low, strict, integer
         self.high = high if high is not None else INT_LIMIT if integer else FLOAT_LIMIT
+        self.high_strict, self.length = high_strict, length
 
     def check(self, key: str, value: Any) -> None:
+        if self.length is not None:
+            if not (isinstance(value, list | tuple) and len(value) == self.length):
+                raise invalid(key, value, f"must be a list of {self.length} numbers")
+            for item in value:
+                self._check_one(key, value, item)
+        else:
+            self._check_one(key, value, value)
+
+    def _check_one(self, key: str, shown: Any, value: Any) -> None:
         kind = "an integer" if self.integer else "a number"
+        if self.length is not None:
+            kind = f"{self.length} {'integers' if self.integer else 'numbers'}, each"
         ok = isinstance(value, int) if self.integer else isinstance(value, int | float)
         ok = ok and not isinstance(value, bool) and (isinstance(value, int)
                                                      or math.isfinite(value))
         if not (ok and (value > self.low if self.strict else value >= self.low)):
-            raise invalid(key, value, f"must be {kind} {'>' if self.strict else '>='} "
+            raise invalid(key, shown, f"must be {kind} {'>' if self.strict else '>='} "
                                       f"{self.low:g}")
-        if value > self.high:
+        if value > self.high or (self.high_strict and value == self.high):
             high = f"{self.high:,}" if self.integer else f"{self.high:g}"
-            raise invalid(key, value, f"must be {kind} <= {high}")
+            raise invalid(key, shown, f"must be {kind} {'<' if self.high_strict else '<='} "
+                                      f"{high}")
 
 
 MAX_LINE = 1000  # characters of an error line; a name or value quoted from a file may be huge

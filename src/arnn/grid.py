@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# The learning rates the adaptive optimizers (Adam, AdamW, RMSprop) are swept over: not the
+# paper's (Appendix C's 0.1-1 are SGD's and Adagrad's), the usual decade around Adam's 1e-3.
+ADAPTIVE_LR = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 APPENDIX_C: dict[str, tuple[Any, ...]] = {
     "sigma_w": (0, 1, 2, 4, 8, 16),
     "optimizer": ("sgd", "adagrad"),

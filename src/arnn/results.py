@@ -36,14 +36,16 @@ class Status(str, Enum):
     FAILED = "failed"
     REQUEUED = "requeued"  # stopped by SLURM's preemption / time-limit signal, checkpointed
     INTERRUPTED = "interrupted"  # stopped by Ctrl-C or SIGTERM outside SLURM, checkpointed
+    PRUNED = "pruned"  # completed at a budget, then stopped by a search's pruner
 
     def __str__(self) -> str:
         return self.value
 
     @property
     def finished(self) -> bool:
-        """A finished run is not trained again when started in the same directory."""
-        return self in (Status.COMPLETED, Status.DIVERGED)
+        """A finished run is not trained again when started in the same directory (a completed
+        or pruned one is extended by a larger train.steps)."""
+        return self in (Status.COMPLETED, Status.DIVERGED, Status.PRUNED)
 
 
 ACCURACIES = ("test_accuracy", "best_test_accuracy", "val_accuracy", "best_val_accuracy",

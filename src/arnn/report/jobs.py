@@ -199,4 +199,4 @@ def collect(sweep_dirs: list[Path]) -> Collection:
 
 def finished(jobs: list[Job]) -> list[Job]:
     """The jobs that ran to an end (completed, diverged or pruned), not failed or pending."""
-    return [j for j in jobs if j.status in (Status.COMPLETED, Status.DIVERGED)]
+    return [j for j in jobs if j.status in (Status.COMPLETED, Status.DIVERGED, Status.PRUNED)]
