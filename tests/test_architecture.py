@@ -20,7 +20,7 @@ SRC = ROOT / "src"
 # Bottom to top; a module may import only modules of a lower layer (README, "Architecture").
 LAYERS = [
     ["arnn.errors", "arnn.grid", "arnn.bounded", "arnn.report.paper"],
-    ["arnn.storage", "arnn.recurrence", "arnn.data.files", "arnn.window"],
+    ["arnn.storage", "arnn.recurrence", "arnn.data.files", "arnn.window", "arnn.host"],
     ["arnn.data.idx", "arnn.data.cifar", "arnn.data.task", "arnn.data.sampler", "arnn.results",
      "arnn.models", "arnn.optimizers", "arnn.checkpoint"],
     ["arnn.data.tasks", "arnn.points", "arnn.state"],

@@ -219,7 +219,8 @@ def test_a_run_directory_of_the_previous_layout_resumes_bit_identically(tmp_path
     (straight_results.json) and bit-identical to an uninterrupted run of this code."""
     fixture = Path(__file__).parent / "data" / "run_before_redesign"
     args = (*SMALL, "train.steps=300", "train.checkpoint_every=40", "train.log_every=20",
-            "train.eval_every=100", "dataset.val_size=0")  # as then: no validation split
+            "train.eval_every=100", "dataset.val_size=0",  # as then: no validation split
+            "model.backend=torch")  # the backend `auto` was then
     killed = tmp_path / "killed"
     shutil.copytree(fixture, killed)
     assert json.loads((killed / "results.json").read_text())["status"] == "running"

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from arnn.config import check_memory, resolve_device, validate
 from arnn.data import EpochSampler, SequenceTask, build_task
+from arnn.host import keep_freed_memory, set_threads
 from arnn.models import CELLS, SequenceClassifier, build_cell
 from arnn.optimizers import build_optimizer
 from arnn.recurrence import resolve_backend
@@ -52,6 +53,8 @@ def build(cfg: DictConfig, task: SequenceTask | None = None) -> RunParts:
     config on the same device (several models on one dataset load it once)."""
     validate(cfg)
     check_memory(cfg)
+    keep_freed_memory()
+    set_threads(cfg.train.threads)
     device = torch.device(resolve_device(cfg.device))
     seed_everything(cfg.seed)
     if task is None:

@@ -27,7 +27,7 @@ from arnn.optimizers import OPTIMIZERS
 from arnn.recurrence import triton_available
 from arnn.registry import REGISTRIES, optional_settings, settings_of
 
-BACKENDS = ("auto", "reference", "torch", "triton")
+BACKENDS = ("auto", "reference", "torch", "cpu", "triton")
 DEVICES = ("auto", "cpu", "cuda")
 RESUME_MODES = ("auto", "never", "must")
 
@@ -104,6 +104,7 @@ class TrainConfig:
     grad_clip: float | None = MISSING  # max global gradient norm; None: no clipping (the paper's)
     max_loss: float | None = MISSING  # a logged window's mean loss above it: diverged
     gradient_flow: bool = MISSING  # at each evaluation, draw ||dL/dh_t|| over t to TensorBoard
+    threads: int | None = MISSING  # CPU threads (torch's and the cpu backend's); None: torch's
 
 
 @dataclass
@@ -227,6 +228,7 @@ RANGES: dict[str, Range] = {
     "train.checkpoint_every": Range(1, integer=True),
     "train.grad_clip": Range(0, strict=True),
     "train.max_loss": Range(0, strict=True),
+    "train.threads": Range(1, integer=True, high=1024),
     "dataset.input_size": Range(1, integer=True, high=1 << 20),
     "dataset.seq_len": Range(1, integer=True, high=1 << 24),
     "dataset.train_limit": Range(1, integer=True),
@@ -352,6 +354,9 @@ def _check_device(cfg: DictConfig) -> None:
 
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise invalid("device", cfg.device, "no CUDA GPU is available here; use device=cpu or auto")
+    if cfg.model.backend == "cpu" and resolve_device(cfg.device) == "cuda":
+        raise invalid("model.backend", "cpu", "the cpu backend computes on the CPU: use "
+                      "device=cpu, or backend auto, torch or triton on the GPU")
     if cfg.model.backend == "triton" and not triton_available(resolve_device(cfg.device)):
         raise invalid("model.backend", "triton", "the triton backend needs a CUDA device (or "
                       "TRITON_INTERPRET=1); allowed here: auto, reference, torch")

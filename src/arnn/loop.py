@@ -30,6 +30,7 @@ from arnn.checkpoint import (
 )
 from arnn.data import SequenceTask
 from arnn.figures import gradient_flow, plot_gradient_flow
+from arnn.host import describe
 from arnn.models import SequenceClassifier, count_parameters
 from arnn.monitor import Monitor
 from arnn.results import RunResult, Status, evaluation_summary
@@ -128,13 +129,17 @@ class Loop:
     def elapsed(self) -> float:
         return self.wall_time_s + time.perf_counter() - self._session_start
 
+    def host(self) -> dict[str, object]:
+        return describe(getattr(self.model.cell, "backend", None))
+
     def state(self) -> TrainingState:
         return TrainingState(
             fingerprint=self.identity, step=self.step, model=self.model.state_dict(),
             optimizer=self.optimizer.state_dict(), sampler=self.parts.sampler.state_dict(),
             task=self.task.state_dict(), rng=capture_rng(), evaluations=self.evaluations,
             wall_time_s=self.elapsed(), last_finite_loss=self.last_finite_loss,
-            window=(self.window.rows(self.step), self.window.examples), best_model=self.best_model)
+            window=(self.window.rows(self.step), self.window.examples), best_model=self.best_model,
+            host=self.host())
 
     def restore(self, path: Path, state: TrainingState) -> None:
         """Continue from a checkpoint's state; CheckpointError naming the file when it does
@@ -255,7 +260,7 @@ class Loop:
             last_finite_loss=self.last_finite_loss, error=error, requeues=self.requeues,
             euler_rho=None if stability is None else stability.euler_rho,
             log10_growth=None if stability is None else stability.log10_growth,
-            evaluations=self.evaluations, config=self.identity,
+            evaluations=self.evaluations, config=self.identity, host=self.host(),
         )
 
 

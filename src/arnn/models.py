@@ -59,6 +59,10 @@ class RecurrentCell(nn.Module):
     def recurrent_matrix(self) -> Tensor | None:
         return None
 
+    def last_state(self, x: Tensor) -> Tensor:
+        """h_T (B, n), what the classifier reads."""
+        return self(x)[-1]
+
     def step_states(self, x: Tensor) -> list[Tensor]:
         raise NotImplementedError
 
@@ -91,6 +95,10 @@ class _AntisymmetricFamily(RecurrentCell):
             x, self.weight_ih, self.bias, self.recurrent_matrix(), self.eps, self.gated, h0,
             self.backend,
         )
+
+    def last_state(self, x: Tensor) -> Tensor:
+        return recurrence(x, self.weight_ih, self.bias, self.recurrent_matrix(), self.eps,
+                          self.gated, None, self.backend, last_only=True)
 
     def step_states(self, x: Tensor) -> list[Tensor]:
         matrix = self.recurrent_matrix()
@@ -197,7 +205,7 @@ class SequenceClassifier(nn.Module):
         self.head = nn.Linear(cell.hidden_size, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.cell(x)[-1])
+        return self.head(self.cell.last_state(x))
 
 
 # The registry of models: conf/model/<name>.yaml selects the cell registered under <name>; the

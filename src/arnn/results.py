@@ -114,6 +114,8 @@ class RunResult:
     requeues: int = 0  # times SLURM's signal stopped the run for a requeue
     euler_rho: float | None = None  # at the start: max_i |1 + eps mu_i(A)| (arnn.stability)
     log10_growth: float | None = None  # at the start: T log10(euler_rho), i.e. log10(rho^T)
+    # what computed it: threads, backend, torch, BLAS, CPU (arnn.host)
+    host: dict[str, Any] | None = None
     # [step, test accuracy(, validation accuracy)]
     evaluations: list[list[float]] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)  # the run's identity (arnn.identity)

@@ -16,6 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from arnn import host
 from arnn.build import build
 from arnn.checkpoint import BEST_CHECKPOINT, CHECKPOINT, load_checkpoint, max_checkpoint_bytes
 from arnn.config import validate
@@ -188,6 +189,10 @@ def _prepare(cfg: DictConfig, run_dir: Path, todo: Plan, identity: dict[str, Any
     state = TrainingState.from_dict(path, raw, cfg.train.steps)
     loop.restore(path, state)
     log.info("resumed from %s at step %d", path, loop.step)
+    changed = host.differences(state.host, loop.host())
+    if changed:
+        log.warning("%s was written on other terms (%s): the result will not be bit-identical "
+                    "to an uninterrupted run's", path, "; ".join(changed))
     return loop, state
 
 

@@ -39,6 +39,7 @@ class TrainingState:
     window: tuple[torch.Tensor, int] | list[Any]  # the logging window's rows and examples
     last_finite_loss: float | None = None
     best_model: dict[str, torch.Tensor] | None = None  # weights at the best validation accuracy
+    host: dict[str, Any] | None = None  # what computed it (arnn.host): threads, backend, torch
     version: int = VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -59,7 +60,7 @@ class TrainingState:
         for key, kind in (("model", dict), ("optimizer", dict), ("sampler", dict),
                           ("task", dict), ("rng", dict), ("fingerprint", dict),
                           ("evaluations", list), ("window", tuple | list),
-                          ("best_model", dict | type(None))):
+                          ("best_model", dict | type(None)), ("host", dict | type(None))):
             if not isinstance(values.get(key), kind):
                 raise bad(f"{key} is {type(values.get(key)).__name__}")
         if values.get("last_finite_loss") is not None and not _number(values["last_finite_loss"]):

@@ -2,7 +2,10 @@
 
 Competitors run in one process on the same inputs: torch's nn.LSTM and nn.RNN(tanh) (cuDNN on
 a GPU) and our arnn / gated_arnn cells with each backend. Every row is the median of several
-timed steps after warm-up; ratios are to nn.LSTM and nn.RNN at the same shape.
+timed steps after warm-up; ratios are to nn.LSTM and nn.RNN at the same shape. Each row also
+gives its arithmetic (the matrix products of a step, `step_flops`), the rate it achieves, and
+its distance from the floor that arithmetic sets at the machine's own matrix-product rate
+(torch.mm of a batch of 128 states by an n x n matrix, measured in the same run).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from arnn.models import LSTMCell, RecurrentCell, SequenceClassifier, build_cell
 
 # The paper's three task shapes (B=128): sMNIST/pMNIST, pixel CIFAR-10, noise-padded CIFAR-10.
 PAPER_SHAPES = [(784, 1, 128), (1024, 3, 256), (1000, 96, 256)]
+# The runner's own small tasks: the digits (default), the noise-padded digits.
+SMALL_SHAPES = [(64, 1, 32), (300, 8, 32)]
 QUICK_SHAPES = [(64, 1, 32), (128, 3, 64)]
 BATCH = 128
 
@@ -77,6 +82,23 @@ def competitors(m: int, n: int, device: torch.device, backends: list[str]) -> di
     return {k: SequenceClassifier(c, 10).to(device) for k, c in cells.items()}
 
 
+def step_flops(impl: str, steps: int, m: int, n: int, batch: int = BATCH) -> float:
+    """The multiply-adds (x 2) of one training step's matrix products: the recurrent product
+    forward, its transpose backward and the recurrent weights' gradient (3 T B n^2 each: x 4
+    for the LSTM's gates), the input projection and its weights' gradient (2 T B k n m)."""
+    gates = 4 if impl == "nn.LSTM" else 2 if impl.startswith("gated_arnn") else 1
+    recurrent = 1 if impl.startswith(("arnn", "gated_arnn")) else gates  # A is shared by gates
+    return 2.0 * steps * batch * (3 * recurrent * n * n + 2 * gates * n * m)
+
+
+def matmul_rate(n: int, device: torch.device, batch: int = BATCH) -> float:
+    """GFLOP/s of torch.mm at (batch, n) @ (n, n), the recurrences' inner product."""
+    h, w = torch.randn(batch, n, device=device), torch.randn(n, n, device=device)
+    out = torch.empty(batch, n, device=device)
+    ms = timer(device)(lambda: torch.mm(h, w, out=out), 50, 2000 if n <= 128 else 500)
+    return 2 * batch * n * n / ms / 1e6
+
+
 def run_benchmark(
     device: torch.device,
     shapes: list[tuple[int, int, int]],
@@ -95,15 +117,20 @@ def run_benchmark(
         times = {}
         for impl, model in competitors(m, n, device, backends).items():
             times[impl] = time_ms(partial(training_step, model, x, y), warmup, repeat)
+        rate = matmul_rate(n, device, batch)
         for impl, ms in times.items():
             ratio_lstm, ratio_rnn = ms / times["nn.LSTM"], ms / times["nn.RNN"]
+            flops = step_flops(impl, steps, m, n, batch)
             rows.append({
                 "shape": shape, "impl": impl, "ms": round(ms, 4),
                 "x_lstm": round(ratio_lstm, 3), "x_rnn": round(ratio_rnn, 3),
+                "gflop": round(flops / 1e9, 3), "gflop_per_s": round(flops / ms / 1e6, 1),
+                "mm_gflop_per_s": round(rate, 1), "x_floor": round(ms / (flops / rate / 1e6), 2),
                 "batch": batch, "device": device_name(device), "precision": "fp32",
             })
             print(f"{shape:>16} {impl:>22} {ms:10.2f} ms  x LSTM {ratio_lstm:6.2f}  "
-                  f"x RNN {ratio_rnn:6.2f}", flush=True)
+                  f"x RNN {ratio_rnn:6.2f}  {flops / ms / 1e6:6.1f} GFLOP/s (mm {rate:.0f}: "
+                  f"{rows[-1]['x_floor']:.2f}x the floor)", flush=True)
     return rows
 
 
@@ -126,11 +153,14 @@ def ms_per_call(fn: Callable[[], object], calls: int, device: torch.device) -> f
 
 def markdown(rows: list[dict]) -> str:
     lines = [f"Device: {rows[0]['device']}, batch {rows[0]['batch']}, fp32, ms per training "
-             "step (forward + backward)", "",
-             "| shape | impl | ms | x nn.LSTM | x nn.RNN(tanh) |", "|---|---|---|---|---|"]
+             "step (forward + backward); GFLOP/s of the step's matrix products, and the step "
+             "against the floor they set at torch.mm's rate (mm)", "",
+             "| shape | impl | ms | x nn.LSTM | x nn.RNN(tanh) | GFLOP/s | mm GFLOP/s | x floor |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['shape']} | {r['impl']} | {r['ms']:.2f} | {r['x_lstm']:.2f} | "
-                     f"{r['x_rnn']:.2f} |")
+                     f"{r['x_rnn']:.2f} | {r['gflop_per_s']:.1f} | {r['mm_gflop_per_s']:.0f} | "
+                     f"{r['x_floor']:.2f} |")
     return "\n".join(lines)
 
 

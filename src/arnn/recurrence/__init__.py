@@ -7,8 +7,10 @@ they form the matrix (antisymmetric minus diffusion, or unstructured for the abl
 Backends (identical results up to float rounding):
 - ``reference``: per-step autograd loop, the definition and the test oracle;
 - ``torch``: hoisted input projection, tight loop, hand-written backward (CPU and CUDA);
+- ``cpu``: the time loop in compiled code, fused pointwise work, rows split between threads
+  (cpu_backend; compiled on first use, the torch backend standing in without a compiler);
 - ``triton``: the time loop inside one GPU kernel per direction (CUDA).
-``auto`` picks triton on CUDA when available, else torch.
+``auto`` picks triton on CUDA when available, cpu on the CPU.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ import os
 import torch
 from torch import Tensor
 
+from arnn.recurrence import cpu_backend
 from arnn.recurrence.reference import reference_steps
 from arnn.recurrence.torch_backend import TorchRecurrence
 
 __all__ = ["recurrence", "reference_steps", "resolve_backend", "triton_available", "BACKENDS"]
 
-BACKENDS = ("reference", "torch", "triton")
+BACKENDS = ("reference", "torch", "cpu", "triton")
 
 
 def triton_available(device: str | torch.device) -> bool:
@@ -38,11 +41,16 @@ def triton_available(device: str | torch.device) -> bool:
 
 
 def resolve_backend(backend: str, device: str | torch.device) -> str:
+    """The backend that computes: `auto` is triton on a GPU, cpu on the CPU; cpu without a
+    compiler is torch (said once)."""
+    on_gpu = torch.device(device).type == "cuda"
     if backend == "auto":
-        on_gpu = torch.device(device).type == "cuda"
-        return "triton" if on_gpu and triton_available(device) else "torch"
+        backend = ("triton" if triton_available(device) else "torch") if on_gpu else "cpu"
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is invalid: allowed: auto, {', '.join(BACKENDS)}")
+    if backend == "cpu" and not cpu_backend.available():
+        cpu_backend.warn_unavailable()
+        return "torch"
     return backend
 
 
@@ -55,25 +63,33 @@ def recurrence(
     gated: bool,
     h0: Tensor | None = None,
     backend: str = "auto",
+    last_only: bool = False,
 ) -> Tensor:
-    """All hidden states of the recurrence.
+    """All hidden states of the recurrence, or the last alone.
 
     x: (B, T, m) inputs; weight_ih: (k*n, m) and bias: (k*n,) with k = 2 when gated
     ([V_h; V_z]); matrix: (n, n) recurrent matrix; h0: (B, n), zeros when None.
-    Returns (T, B, n): h_1 .. h_T.
+    Returns (T, B, n): h_1 .. h_T; with `last_only`, h_T (B, n), the same numbers (the cpu
+    backend then makes no gradient for the other states).
     """
     batch, steps, m = x.shape
     n = matrix.shape[0]
     if h0 is None:
         h0 = x.new_zeros(batch, n)
     backend = resolve_backend(backend, x.device)
+    if backend == "cpu":
+        return cpu_backend.CpuRecurrence.apply(x, weight_ih, bias, matrix, h0, float(eps),
+                                               bool(gated), last_only)
     if backend == "reference":
-        return torch.stack(reference_steps(x, weight_ih, bias, matrix, eps, gated, h0))
+        states = torch.stack(reference_steps(x, weight_ih, bias, matrix, eps, gated, h0))
+        return states[-1] if last_only else states
     # Input projection for every step as one matrix product, laid out time-major.
     x_proj = torch.addmm(bias, x.transpose(0, 1).reshape(steps * batch, m), weight_ih.t())
     x_proj = x_proj.view(steps, batch, -1)
     if backend == "torch":
-        return TorchRecurrence.apply(x_proj, matrix, h0, float(eps), bool(gated))
-    from arnn.recurrence.triton_backend import TritonRecurrence
+        states = TorchRecurrence.apply(x_proj, matrix, h0, float(eps), bool(gated))
+    else:
+        from arnn.recurrence.triton_backend import TritonRecurrence
 
-    return TritonRecurrence.apply(x_proj, matrix, h0, float(eps), bool(gated))
+        states = TritonRecurrence.apply(x_proj, matrix, h0, float(eps), bool(gated))
+    return states[-1] if last_only else states

@@ -1,0 +1,75 @@
+"""The machine a run computes on: its thread count (train.threads), how it keeps freed memory, and
+the description recorded with every result (threads, torch, BLAS, CPU), so that a number can be
+traced to what produced it and a resume on other terms says so.
+
+Threads change the numbers: torch's reductions (matrix products, sums) split their work by
+thread, and the order of floating-point sums changes the last bits, which a long run amplifies
+(the default digits run ends at test accuracy 0.8689 with one thread, 0.9067 with two). A run is
+bit-identical to another only with the same thread count, backend and torch.
+
+Memory: a training step allocates the same large buffers every step (the states and activations
+of backpropagation through time, hundreds of MB at T = 784); glibc returns such blocks to the
+system when they are freed and the next step faults them in again, page by page, which on this
+project's CPUs cost more than the arithmetic (nn.LSTM at T = 784: 540 ms a step, 190 ms with the
+memory kept). `keep_freed_memory` tells glibc to keep freed memory in the process for reuse.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import platform
+import re
+
+import torch
+
+# glibc's mallopt parameters
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+
+
+@functools.lru_cache(maxsize=1)
+def keep_freed_memory() -> bool:
+    """Large blocks from the heap (no mmap), and freed memory never trimmed: reused by the next
+    step instead of faulted in anew. False where the C library is not glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_MAX, 0) and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    except (OSError, AttributeError):
+        return False
+
+
+def set_threads(threads: int | None) -> int:
+    """torch's intra-op threads (and the cpu backend's): `threads`, or torch's default (the
+    cores, or OMP_NUM_THREADS) when None; returns the count in use."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+@functools.lru_cache(maxsize=1)
+def _static() -> dict[str, str]:
+    blas = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f
+                        if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"torch": str(torch.__version__), "blas": blas.group(1) if blas else "unknown",
+            "cpu": f"{cpu} ({torch.backends.cpu.get_cpu_capability()})"}
+
+
+def describe(backend: str | None) -> dict[str, object]:
+    """What computed a run: threads, backend, torch, BLAS, CPU (results.json's `host`)."""
+    return {"threads": torch.get_num_threads(), "backend": backend, **_static()}
+
+
+def differences(saved: dict[str, object] | None, current: dict[str, object]) -> list[str]:
+    """`threads 2 there, 1 now` for each setting of the computation that differs (what a
+    resume under other terms changes: its result is not bit-identical to an uninterrupted
+    run's). A checkpoint written before hosts were recorded has none to compare."""
+    if not saved:
+        return []
+    return [f"{key} {saved.get(key)!r} there, {current[key]!r} now"
+            for key in ("threads", "backend", "torch") if saved.get(key) != current[key]]
