@@ -115,6 +115,7 @@ class Loop:
                  requeues: int = 0, hooks: Iterable[Hook] = ()) -> None:
         self.parts, self.cfg, self.identity = parts, cfg, identity
         self.model, self.optimizer, self.task = parts.model, parts.optimizer, parts.task
+        self.backend = getattr(self.model.cell, "backend", None)  # what computes it, if chosen
         self.hooks = list(hooks)
         self.step = 0
         self.diverged: tuple[int, str] | None = None  # (step, reason)
@@ -129,8 +130,6 @@ class Loop:
     def elapsed(self) -> float:
         return self.wall_time_s + time.perf_counter() - self._session_start
 
-    def host(self) -> dict[str, object]:
-        return describe(getattr(self.model.cell, "backend", None))
 
     def state(self) -> TrainingState:
         return TrainingState(
@@ -139,7 +138,7 @@ class Loop:
             task=self.task.state_dict(), rng=capture_rng(), evaluations=self.evaluations,
             wall_time_s=self.elapsed(), last_finite_loss=self.last_finite_loss,
             window=(self.window.rows(self.step), self.window.examples), best_model=self.best_model,
-            host=self.host())
+            host=describe(self.backend))
 
     def restore(self, path: Path, state: TrainingState) -> None:
         """Continue from a checkpoint's state; CheckpointError naming the file when it does
@@ -252,7 +251,7 @@ class Loop:
             optimizer=cfg.optimizer.name, **evaluation_summary(self.evaluations),
             num_val=task.num_val, params=count_parameters(self.model), steps=self.step,
             wall_time_s=round(self.elapsed(), 3), hidden_size=cfg.model.hidden_size,
-            device=str(self.parts.device), backend=getattr(self.model.cell, "backend", None),
+            device=str(self.parts.device), backend=self.backend,
             train_limit=cfg.dataset.train_limit, test_limit=cfg.dataset.test_limit,
             num_train=task.num_train, num_test=task.num_test,
             diverged_step=diverged[0] if diverged else None,
@@ -260,7 +259,7 @@ class Loop:
             last_finite_loss=self.last_finite_loss, error=error, requeues=self.requeues,
             euler_rho=None if stability is None else stability.euler_rho,
             log10_growth=None if stability is None else stability.log10_growth,
-            evaluations=self.evaluations, config=self.identity, host=self.host(),
+            evaluations=self.evaluations, config=self.identity, host=describe(self.backend),
         )
 
 

@@ -189,7 +189,7 @@ def _prepare(cfg: DictConfig, run_dir: Path, todo: Plan, identity: dict[str, Any
     state = TrainingState.from_dict(path, raw, cfg.train.steps)
     loop.restore(path, state)
     log.info("resumed from %s at step %d", path, loop.step)
-    changed = host.differences(state.host, loop.host())
+    changed = host.differences(state.host, host.describe(loop.backend))
     if changed:
         log.warning("%s was written on other terms (%s): the result will not be bit-identical "
                     "to an uninterrupted run's", path, "; ".join(changed))
