@@ -154,12 +154,7 @@ class Loop:
         loss = F.cross_entropy(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        clip = self.cfg.train.grad_clip
-        if clip is None:
-            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params])
-        else:
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+        grad_norm = _gradient_norm(self.model, self.cfg.train.grad_clip)
         self.optimizer.step()
         with torch.no_grad():
             correct = (logits.argmax(dim=-1) == y).sum(dtype=torch.float32)
@@ -261,6 +256,14 @@ class Loop:
             log10_growth=None if stability is None else stability.log10_growth,
             evaluations=self.evaluations, config=self.identity, host=describe(self.backend),
         )
+
+
+def _gradient_norm(model: SequenceClassifier, clip: float | None) -> torch.Tensor:
+    """The gradients' global norm, clipped to `clip` (train.grad_clip) when given."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    if clip is None:
+        return torch.nn.utils.get_total_norm([p.grad for p in params])
+    return torch.nn.utils.clip_grad_norm_(params, clip)
 
 
 def _evaluation_line(step: int, evaluations: list[list[float]], test_loss: float) -> str:
