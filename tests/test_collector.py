@@ -209,3 +209,14 @@ def test_collector_reports_accuracy_against_the_sequence_length(tmp_path):
     assert lstm.endswith("| 80.0 ± 10.0% (3) | 10.0 ± 2.0% (3) |")
     assert gated.endswith("| 90.0 ± 0.0% (3) | 55.0 ± 7.1% (2) |")
     assert (sweep / "results_length.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_tie_for_the_best_is_named(tmp_path):
+    """135 validation examples tie often: the chosen point says how many others had its score."""
+    sweep = tmp_path / "sweep"
+    for num, (lr, val) in enumerate([(0.1, 0.9), (0.2, 0.9), (0.3, 0.8)]):
+        fake_job(sweep, num, lr=lr, evaluations=[[100, 0.5, val]])
+    (point,) = best_per_task(collect([sweep]).jobs, "best_val_accuracy").values()
+    assert point.settings["lr"] == 0.1 and point.tied == 1
+    collect_main([str(sweep)])
+    assert "(tied with 1 other configuration(s): the first in job order)" in _best_section(sweep)

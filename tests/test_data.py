@@ -14,6 +14,7 @@ from arnn.config import ConfigError, validate
 from arnn.data import DataError, EpochSampler, build_task, pixel_permutation
 from arnn.data.idx import read_idx
 from arnn.run_dir import run
+from arnn.storage import Folder
 from tests.fixtures import compose_cfg
 
 CPU = torch.device("cpu")
@@ -118,7 +119,8 @@ def test_pmnist_permutation(mnist_dir, mnist, tmp_path):
     assert torch.equal(x_test, plain_test[:, perm])  # same permutation on the test split
     other = _task(mnist_dir, "dataset=pmnist", "dataset.permutation_seed=1", "dataset.test_limit=1")
     assert not torch.equal(other.permutation, perm)
-    task.save_artifacts(tmp_path)
+    with Folder(tmp_path) as folder:
+        task.save_artifacts(folder)
     assert json.loads((tmp_path / "permutation.json").read_text()) == perm.tolist()
 
 

@@ -16,14 +16,14 @@ from arnn.checkpoint import CHECKPOINT
 from arnn.collect import main as collect_main
 from arnn.identity import fingerprint
 from arnn.report.jobs import collect
-from arnn.results import RunResult, Status, evaluation_summary
+from arnn.results import ResultsError, RunResult, Status, evaluation_summary, write_halving
 from arnn.storage import Folder
+from arnn.sweeps import budgets, earlier_budgets
 from hydra_plugins.arnn_halving_sweeper._impl import (
     HalvingSweeperImpl,
     outcome,
     promote,
     ranked,
-    rung_budgets,
 )
 from tests.fixtures import (
     ROOT,
@@ -39,9 +39,13 @@ GRID = ("model=arnn", "model.eps=0.01,0.1", "optimizer.lr=0.1,0.3", *SMALL)
 
 
 def test_budgets_and_promotion():
-    assert rung_budgets(150, 2, 1200) == [150, 300, 600, 1200]
-    assert rung_budgets(100, 3, 1000) == [100, 300, 900, 1000]
-    assert rung_budgets(1000, 3, 1000) == [1000]
+    assert budgets(150, 2, 1200) == [150, 300, 600, 1200]
+    assert budgets(1000, 3, 50000) == [1000, 3000, 9000, 27000, 50000]  # 27000 x 1.85
+    # a rung the final budget exceeds by less than sqrt(eta) is left out, the first excepted
+    assert budgets(100, 3, 1000) == [100, 300, 1000]
+    assert budgets(88, 3, 800) == [88, 264, 800]
+    assert budgets(700, 3, 800) == [700, 800] and budgets(1000, 3, 1000) == [1000]
+    assert earlier_budgets(100, 3, 1000) == [100, 300, 900, 1000]
     outcomes = {
         0: {"status": "completed", "metric": 0.5}, 1: {"status": "diverged", "metric": 0.9},
         2: {"status": "completed", "metric": 0.7}, 3: {"status": "failed", "metric": None},
@@ -66,6 +70,21 @@ def test_a_seed_that_did_not_complete_counts_zero_in_its_points_mean():
     assert promote(outcomes, 2, configs) == [2, 3]
     outcomes[1] = {"status": "completed", "metric": 0.3}  # mean 0.6 now
     assert promote(outcomes, 2, configs) == [0, 1]
+
+
+def test_a_sweep_begun_with_the_earlier_budgets_goes_on_with_them(tmp_path):
+    """Before 2026-12-02 a rung at 900 of 1000 steps was kept; such a sweep, rerun, continues as
+    it began, and one with budgets of neither rule is refused."""
+    sweeper = HalvingSweeperImpl(None, min_steps=100, eta=3, metric="val_accuracy")
+    configs = [["model.eps=0.1"], ["model.eps=1.0"]]
+    begun = {"version": 1, "metric": "val_accuracy", "eta": 3, "min_steps": 100,
+             "budgets": [100, 300, 900, 1000], "configs": configs, "rungs": []}
+    write_halving(Folder(tmp_path), begun)
+    record = sweeper._load_record(tmp_path, configs, budgets(100, 3, 1000))
+    assert record["budgets"] == [100, 300, 900, 1000]
+    write_halving(Folder(tmp_path), {**begun, "budgets": [100, 200, 1000]})
+    with pytest.raises(ResultsError, match="holds another halving sweep"):
+        sweeper._load_record(tmp_path, configs, budgets(100, 3, 1000))
 
 
 class _FakeLauncher:
@@ -170,8 +189,10 @@ def test_halving_sweep_end_to_end_and_rerun_trains_nothing(tmp_path):
     again = _halving(sweep)
     assert again.returncode == 0 and "job(s) to" not in again.stdout
     after = _mtimes(sweep)
-    assert {p: t for p, t in after.items() if p.name != "multirun.yaml"} == {
-        p: t for p, t in before.items() if p.name != "multirun.yaml"}
+    # Hydra rewrites multirun.yaml; the sweep lock records its new holder
+    rewritten = {"multirun.yaml", ".arnn-sweep.lock"}
+    assert {p: t for p, t in after.items() if p.name not in rewritten} == {
+        p: t for p, t in before.items() if p.name not in rewritten}
     # the collector knows the rungs: the deepest job ranks first, steps against the full grid
     assert collect_main([str(sweep)]) is None
     md = (sweep / "results.md").read_text()

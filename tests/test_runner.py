@@ -177,3 +177,27 @@ def test_max_loss_reads_the_window_mean_not_its_last_loss():
     assert last_finite == 1.0 and diverged == (2, "mean training loss 3 over steps 1-2 > "
                                                "train.max_loss=2.5")
     assert window.divergence(2, 3.5)[1] is None
+
+
+def test_the_loop_does_not_read_the_config_at_every_step(tmp_path, monkeypatch):
+    """train.steps and the intervals are interpolations that OmegaConf parses on every access
+    (a grammar parse each, 1-2 ms): read per step, they cost more than a digits step itself.
+    Forty more steps may not add forty more reads."""
+    from omegaconf import DictConfig
+
+    reads = {"n": 0}
+    original = DictConfig.__getattr__
+
+    def counting(self, key):
+        reads["n"] += 1
+        return original(self, key)
+
+    monkeypatch.setattr(DictConfig, "__getattr__", counting)
+    counts = []
+    for steps in (10, 50):
+        cfg = compose_cfg(*SMALL, f"train.steps={steps}", "train.log_every=1000",
+                          "train.eval_every=1000", "train.checkpoint_every=1000")
+        reads["n"] = 0
+        run(cfg, tmp_path / str(steps))
+        counts.append(reads["n"])
+    assert counts[1] - counts[0] < 40, counts

@@ -13,9 +13,11 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from arnn.results import RunResult
-from hydra_plugins.arnn_optuna_sweeper._impl import budgets, dirname, search_space, value_at
-from tests.fixtures import SMALL, fake_job, run_cli
+from arnn.identity import fingerprint
+from arnn.results import RunResult, Status, evaluation_summary
+from arnn.sweeps import budgets
+from hydra_plugins.arnn_optuna_sweeper._impl import TrialRunner, dirname, search_space, value_at
+from tests.fixtures import ROOT, SMALL, compose_cfg, fake_job, job_return, run_cli
 
 
 def test_the_search_extra_installs_beside_sqlalchemy_2():
@@ -43,8 +45,26 @@ def test_search_spaces_in_hydras_syntax():
         search_space(["train.steps=10,20"])
 
 
+@pytest.mark.parametrize("space", sorted(p.stem for p in (ROOT / "conf/hparams_search").glob(
+    "*.yaml")))
+def test_every_search_space_shipped_parses(space):
+    """What the sweeper parses before its first trial, for each conf/hparams_search file (the
+    LSTM's once held `choice(null, ...)`, which Hydra's grammar refuses)."""
+    group = "[appendix_c,log_lr]" if space == "log_lr" else space  # log_lr goes on appendix_c
+    cfg = compose_cfg("hydra/sweeper=optuna", f"+hparams_search={group}",
+                      return_hydra_config=True)
+    params = cfg.hydra.sweeper.params
+    distributions, fixed = search_space([f"{k}={v}" for k, v in params.items()])
+    assert set(distributions) | {f.split("=")[0] for f in fixed} == set(params)
+    if space == "lstm_baseline":
+        clip = distributions["train.grad_clip"]
+        assert clip.choices == ("null", 1.0, 5.0)
+        assert compose_cfg("train.grad_clip=null").train.grad_clip is None  # as launched
+
+
 def test_budgets_directories_and_the_value_at_a_budget(tmp_path):
     assert budgets(100, 3, 800) == [100, 300, 800] and budgets(800, 3, 800) == [800]
+    assert budgets(800 // 9, 3, 800) == [88, 264, 800]  # the default first budget: steps / eta^2
     assert dirname(["optimizer.lr=0.1", "model.eps=0.01"]) == "model.eps=0.01,optimizer.lr=0.1"
     assert re.fullmatch(r"[\w.,=+-]+", dirname(["a=b/c'd", "x=" + "y" * 400]))
     assert len(dirname(["x=" + "y" * 400])) <= 150
@@ -75,6 +95,33 @@ def _trials(sweep):
 
 def _records(sweep):
     return {p.parent: RunResult.read(p.parent) for p in sweep.glob("*/results.json")}
+
+
+def test_settings_proposed_again_are_judged_where_their_record_ends(tmp_path):
+    """A trial whose settings were trained to the end by an earlier trial is answered at the
+    end (its record's value, COMPLETE), not pruned at a budget it passed long ago (which had
+    told the study PRUNED and COMPLETE for the same settings)."""
+    import optuna
+
+    cfg = compose_cfg(*SMALL, "optimizer.lr=0.1")
+    evaluations = [[10, 0.5, 0.3], [30, 0.5, 0.4], [90, 0.5, 0.8]]
+    RunResult(Status.COMPLETED, "gated_arnn", "digits", "sgd", num_val=10, steps=90,
+              evaluations=evaluations, config=fingerprint(cfg),
+              **evaluation_summary(evaluations)).write(tmp_path / dirname(["optimizer.lr=0.1"]))
+    launched = []
+
+    class Launcher:
+        def launch(self, batch, initial_job_idx):
+            launched.extend(batch)
+            return [job_return(cfg) for _ in batch]
+
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.HyperbandPruner(
+        min_resource=10, max_resource=90, reduction_factor=3))
+    runner = TrialRunner(Launcher(), tmp_path, [], [10, 30, 90], None)
+    trial = study.ask({"optimizer.lr": CategoricalDistribution([0.1])})
+    assert runner.run(study, [trial]) == (0, 0)  # nothing trained, nothing failed
+    assert len(launched) == 1 and "train.steps=90" in launched[0]
+    assert study.trials[0].state.name == "COMPLETE" and study.trials[0].value == 0.8
 
 
 @pytest.mark.slow

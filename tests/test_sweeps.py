@@ -4,6 +4,7 @@ import csv
 import itertools
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -190,7 +191,11 @@ def test_a_second_sweep_on_a_sweep_directory_is_refused_and_the_first_goes_on(tm
     deadline = time.time() + 300
     while time.time() < deadline and not (sweep / "0" / "train.log").exists():
         time.sleep(0.05)
-    second = run_cli(*args, f"hydra.sweep.dir={sweep}")
+    first.send_signal(signal.SIGSTOP)  # held mid-sweep (its lock with it), however fast it trains
+    try:
+        second = run_cli(*args, f"hydra.sweep.dir={sweep}")
+    finally:
+        first.send_signal(signal.SIGCONT)
     lines = second.stderr.strip().splitlines()
     assert second.returncode == 2 and len(lines) == 1, second.stderr[-2000:]
     assert f"sweep directory {sweep} is in use by pid {first.pid}" in lines[0]

@@ -306,14 +306,15 @@ def test_second_process_stops_and_kill_9_releases_the_directory(tmp_path):
     try:
         deadline = time.time() + 120
         while not (tmp_path / CHECKPOINT).exists() and time.time() < deadline:
-            time.sleep(0.1)
+            time.sleep(0.02)
+        first.send_signal(signal.SIGSTOP)  # mid-training however fast it trains, lock held
         record = (tmp_path / ".hydra" / "config.yaml").read_text()
         start = time.perf_counter()
         second = run_cli(*args, "seed=1")  # even another config: refused before anything
         elapsed = time.perf_counter() - start
         line = one_line_error(second, tmp_path)
         assert f"pid {first.pid} on " in line and elapsed < 30
-        assert first.poll() is None  # the holder trains on
+        assert first.poll() is None  # the holder is untouched
         assert (tmp_path / ".hydra" / "config.yaml").read_text() == record
     finally:
         os.kill(first.pid, signal.SIGKILL)

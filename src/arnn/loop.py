@@ -124,12 +124,12 @@ class Loop:
         self.best_model: dict[str, torch.Tensor] | None = None
         self.wall_time_s, self._session_start = 0.0, time.perf_counter()
         self.requeues = requeues
+        self.grad_clip: float | None = cfg.train.grad_clip
         self.stability = stability_report(self.model.cell, self.task.seq_len)
         self.window = StepWindow(cfg.train.log_every, parts.device, self.step)
 
     def elapsed(self) -> float:
         return self.wall_time_s + time.perf_counter() - self._session_start
-
 
     def state(self) -> TrainingState:
         return TrainingState(
@@ -154,7 +154,7 @@ class Loop:
         loss = F.cross_entropy(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = _gradient_norm(self.model, self.cfg.train.grad_clip)
+        grad_norm = _gradient_norm(self.model, self.grad_clip)
         self.optimizer.step()
         with torch.no_grad():
             correct = (logits.argmax(dim=-1) == y).sum(dtype=torch.float32)
@@ -206,23 +206,25 @@ class Loop:
         """Train up to train.steps: COMPLETED, DIVERGED (the last checkpoint keeps the last
         finite state) or INTERRUPTED (`stop()` said so; the state at that step boundary is
         checkpointed)."""
-        train = self.cfg.train
+        # Read once: interpolations (conf/train.yaml) are parsed anew at each access (~1 ms)
+        steps, log_every, eval_every, checkpoint_every = (int(self.cfg.train[k]) for k in (
+            "steps", "log_every", "eval_every", "checkpoint_every"))
         self.task.save_artifacts(checkpoints.run_dir)
-        if self.step >= train.steps:  # train.steps=0, or killed after the final checkpoint
+        if self.step >= steps:  # train.steps=0, or killed after the final checkpoint
             if not self.evaluations:
                 self.run_evaluation(monitor)
                 checkpoints.save(self.state())
             return Status.COMPLETED
-        while self.step < train.steps:
+        while self.step < steps:
             self.train_step(*self.task.train_batch(self.parts.sampler.next()))
             for hook in self.hooks:
                 hook(self)
             step = self.step
-            at_end = step == train.steps
-            do_log = at_end or step % train.log_every == 0
-            do_eval = at_end or step % train.eval_every == 0
+            at_end = step == steps
+            do_log = at_end or step % log_every == 0
+            do_eval = at_end or step % eval_every == 0
             stopping = not at_end and stop()
-            do_ckpt = at_end or stopping or step % train.checkpoint_every == 0
+            do_ckpt = at_end or stopping or step % checkpoint_every == 0
             if (do_log or do_eval or do_ckpt) and self.check_divergence():
                 self.log_window(monitor)
                 return Status.DIVERGED

@@ -1,5 +1,6 @@
 """What a sweeper does with its sweep directory, for every sweeper of arnn (grid, halving,
-Optuna): it owns the directory while it runs (one lock per sweep directory: a second sweep on it
+Optuna), and the budgets of the two that train by rungs (halving, Optuna with a pruner): it owns
+the directory while it runs (one lock per sweep directory: a second sweep on it
 is refused in one line, the first goes on), writes the sweep's own files through the directory
 it holds (multirun.yaml, halving.json, the study's journal: never through a link), and counts a
 job's record only when the launch succeeded and the record is that of the configuration launched.
@@ -12,14 +13,61 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from hydra.errors import ConfigCompositionException
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from arnn.errors import UserError, one_line
+from arnn.config import composition_error
+from arnn.errors import UserError, exit_with, one_line
 from arnn.identity import differences, fingerprint
 from arnn.results import RunResult
 from arnn.storage import SWEEP_LOCK_FILE, DirLock, Folder
 
 MULTIRUN_FILE = "multirun.yaml"
+
+
+class ThinSweeper(Sweeper):
+    """The plugin class Hydra instantiates, as hydra_optuna_sweeper shapes it: a subclass's
+    `__init__` sets `self.sweeper`, the object in `_impl` that does the work; a value of the
+    wrong type, a bad setting or record, a directory another sweep holds: one line, exit 2, as
+    train.py's."""
+
+    sweeper: Any
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
+              config: DictConfig) -> None:
+        self.sweeper.setup(hydra_context=hydra_context, task_function=task_function,
+                           config=config)
+
+    def sweep(self, arguments: list[str]) -> Any:
+        try:
+            return self.sweeper.sweep(arguments)
+        except ConfigCompositionException as e:
+            exit_with(composition_error(e))
+        except UserError as e:
+            exit_with(e)
+
+
+def budgets(min_steps: int, eta: int, final: int) -> list[int]:
+    """The rungs' step counts: min_steps, min_steps * eta, ... then `final`, leaving out a rung
+    that `final` exceeds by less than sqrt(eta) (100, 300, 900 and 1000 with eta 3: stopping
+    at 900 to train the survivors 100 steps more saves nothing), the first excepted."""
+    out, budget = [], min_steps
+    while budget < final and (not out or final >= budget * eta ** 0.5):
+        out.append(budget)
+        budget *= eta
+    return out + [final]
+
+
+def earlier_budgets(min_steps: int, eta: int, final: int) -> list[int]:
+    """The budgets sweeps before 2026-12-02 used (every min_steps * eta^k below `final`):
+    what a halving.json of theirs holds, continued as it began."""
+    out, budget = [], min_steps
+    while budget < final:
+        out.append(budget)
+        budget *= eta
+    return out + [final]
 
 
 @contextmanager

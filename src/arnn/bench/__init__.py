@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> None:
     elif args.tanh_error:
         rows = tanh_error()
         text = "\n".join(f"{r['function']}: largest error {r['abs']:.3g} (at {r['abs_at']:.6g}),"
-                         f" {r['ulp']:.3g} units in the last place (at {r['ulp_at']:.6g})"
+                         f" {r['ulp']:.3g} units in the last place where the result is a normal"
+                         f" float (at {r['ulp_at']:.6g})"
                          for r in rows)
     elif args.profile:
         rows = [profile_step(*shape, model, backend)

@@ -151,16 +151,27 @@ def ms_per_call(fn: Callable[[], object], calls: int, device: torch.device) -> f
     return (time.perf_counter() - t0) * 1e3 / calls
 
 
+def _span(values: list[float], digits: int) -> str:
+    low, high = f"{min(values):.{digits}f}", f"{max(values):.{digits}f}"
+    return low if low == high else f"{low}-{high}"
+
+
 def markdown(rows: list[dict]) -> str:
+    """One line per shape and competitor: with several runs (`--runs`), each figure as the
+    range over them (min-max), so that the table carries its own spread."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["shape"], r["impl"]), []).append(r)
+    runs = len({r.get("run", 1) for r in rows})
     lines = [f"Device: {rows[0]['device']}, batch {rows[0]['batch']}, fp32, ms per training "
              "step (forward + backward); GFLOP/s of the step's matrix products, and the step "
-             "against the floor they set at torch.mm's rate (mm)", "",
+             "against the floor they set at torch.mm's rate (mm)"
+             + (f"; each figure the range over {runs} runs in a row" if runs > 1 else ""), "",
              "| shape | impl | ms | x nn.LSTM | x nn.RNN(tanh) | GFLOP/s | mm GFLOP/s | x floor |",
              "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['shape']} | {r['impl']} | {r['ms']:.2f} | {r['x_lstm']:.2f} | "
-                     f"{r['x_rnn']:.2f} | {r['gflop_per_s']:.1f} | {r['mm_gflop_per_s']:.0f} | "
-                     f"{r['x_floor']:.2f} |")
+    for (shape, impl), group in groups.items():
+        cells = [_span([r[key] for r in group], digits) for key, digits in (
+            ("ms", 2), ("x_lstm", 2), ("x_rnn", 2), ("gflop_per_s", 1), ("mm_gflop_per_s", 0),
+            ("x_floor", 2))]
+        lines.append(f"| {shape} | {impl} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-

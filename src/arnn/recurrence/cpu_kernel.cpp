@@ -10,8 +10,9 @@
 // Backward runs the reverse recursion the same way:
 //   g_t = dL/dh_t;  gh = eps g z (1 - c^2);  [gz = eps g c z (1 - z)];  da = gh [+ gz]
 //   dL/dh_{t-1} = g_t + A^T da
-// storing the pre-activation gradients; dL/dA = sum_t da_t^T h_{t-1} is one matrix product
-// after the loop (torch.mm, arnn.recurrence.cpu_backend).
+// storing the pre-activation gradients (or, for few inputs, summing the input weights' and
+// biases' gradients from them on the spot); dL/dA = sum_t da_t^T h_{t-1} is one blocked matrix
+// product after the loop, summed in double (arnn_matrix_gradient_f32).
 //
 // float: tanh and sigmoid from one exp (Cephes' polynomial on a range-reduced argument) and a
 // division, |tanh| below 0.625 from Cephes' odd polynomial; the error against float64 tanh is

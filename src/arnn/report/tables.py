@@ -167,6 +167,11 @@ def jobs_summary(jobs: list[Job], missing: int) -> list[str]:
     return lines
 
 
+def tie_note(point: Point) -> str:
+    return f" (tied with {point.tied} other configuration(s): the first in job order)" \
+        if point.tied else ""
+
+
 def markdown(jobs: list[Job], missing: int, select: str,
              halving: dict[Path, dict[str, Any]] | None = None,
              notes: list[str] | None = None) -> str:
@@ -193,7 +198,7 @@ def markdown(jobs: list[Job], missing: int, select: str,
             f"| {cell(dataset)} | {cell(model)} | {spread(point.score(select))} | "
             f"{spread(point.score(report))} | {spread(point.score('test_accuracy'))} | "
             f"{pct(PAPER.get((dataset, model)))} | {'/'.join(map(str, steps))} | "
-            f"{cell(settings_text(point, shown), 400)} | "
+            f"{cell(settings_text(point, shown), 400)}{tie_note(point)} | "
             f"{cell(', '.join(str(j.path) for j in point.jobs), 2000)} |"
         )
     lines += ["", *jobs_summary(jobs, missing)]

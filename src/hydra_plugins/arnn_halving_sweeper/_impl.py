@@ -31,18 +31,10 @@ from arnn.results import (
     write_halving,
 )
 from arnn.storage import Folder
-from arnn.sweeps import outcome, owned, save_multirun
+from arnn.sweeps import budgets as rung_budgets
+from arnn.sweeps import earlier_budgets, outcome, owned, save_multirun
 
 from .config import METRICS, TEST_METRICS, VALIDATION_METRICS
-
-
-def rung_budgets(min_steps: int, eta: int, final_steps: int) -> list[int]:
-    """min_steps, min_steps * eta, ... below final_steps, then final_steps."""
-    budgets, budget = [], min_steps
-    while budget < final_steps:
-        budgets.append(budget)
-        budget *= eta
-    return budgets + [final_steps]
 
 
 def ranked(outcomes: dict[int, dict[str, Any]]) -> list[int]:
@@ -195,6 +187,8 @@ class HalvingSweeperImpl:
         record = read_halving(sweep_dir)
         if record is None:
             return fresh
+        if record["budgets"] == earlier_budgets(self.min_steps, self.eta, budgets[-1]):
+            fresh["budgets"] = record["budgets"]  # begun by an earlier version: go on alike
         if any(record[k] != fresh[k] for k in ("metric", "eta", "budgets", "configs")):
             raise ResultsError(f"{sweep_dir} holds another halving sweep (its {HALVING_FILE} "
                                "has other configurations, budgets or metric): use another "

@@ -38,7 +38,8 @@ from optuna.trial import TrialState
 from arnn.errors import ConfigError, invalid
 from arnn.points import score
 from arnn.results import RunResult, Status, evaluation_summary
-from arnn.sweeps import outcome, owned, save_multirun
+from arnn.storage import DirLock, Folder
+from arnn.sweeps import budgets, outcome, owned, save_multirun
 
 from ._journal import FolderJournal, refuse_an_old_study
 from .config import PRUNERS, SAMPLERS
@@ -92,15 +93,6 @@ def dirname(overrides: list[str]) -> str:
     if len(name) > MAX_DIRNAME:
         name = name[:MAX_DIRNAME - 17] + "-" + hashlib.sha1(name.encode()).hexdigest()[:16]
     return name
-
-
-def budgets(min_steps: int, eta: int, final: int) -> list[int]:
-    """min_steps, min_steps * eta, ... below `final`, then `final`."""
-    out, budget = [], min_steps
-    while budget < final:
-        out.append(budget)
-        budget *= eta
-    return out + [final]
 
 
 def value_at(result: RunResult | None, budget: int) -> float | None:
@@ -258,11 +250,13 @@ class TrialRunner:
         """Train the trials to each budget in turn, telling the study; (steps trained, trials
         failed)."""
         alive = {trial: self._jobs(trial) for trial in trials}
+        start = {trial: self._first_rung(jobs) for trial, jobs in alive.items()}
         trained = failed = 0
-        for budget in self.ladder:
-            values, steps = self._launch(alive, budget)
+        for rung, budget in enumerate(self.ladder):
+            values, steps = self._launch({t: j for t, j in alive.items() if start[t] <= rung},
+                                         budget)
             trained += steps
-            for trial in list(alive):
+            for trial in list(values):
                 value = values[trial]
                 if value is None:  # every seed failed: nothing to learn from
                     study.tell(trial, state=TrialState.FAIL)
@@ -278,6 +272,13 @@ class TrialRunner:
                 self._line(trial, value, budget)
                 del alive[trial]
         return trained, failed
+
+    def _first_rung(self, jobs: list[list[str]]) -> int:
+        """The first budget a trial is judged at: the highest its every seed has already
+        trained to (settings proposed again), so that a trial trained to the end is answered
+        at the end, not pruned at a budget it passed long ago."""
+        reached = min(_steps(_record(self.sweep_dir / dirname(job))) for job in jobs)
+        return max((r for r, budget in enumerate(self.ladder) if budget <= reached), default=0)
 
     def _launch(self, alive: dict[Any, list[list[str]]], budget: int
                 ) -> tuple[dict[Any, float | None], int]:
@@ -309,8 +310,6 @@ class TrialRunner:
 
     def _mark_pruned(self, jobs: list[list[str]], budget: int) -> None:
         """The records of a pruned trial's jobs say so (the ones it trained to this budget)."""
-        from arnn.storage import DirLock, Folder
-
         for job in jobs:
             with Folder(self.sweep_dir / dirname(job)) as folder, DirLock(folder):
                 result = _record(folder.path)
