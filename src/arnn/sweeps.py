@@ -49,25 +49,22 @@ class ThinSweeper(Sweeper):
             exit_with(e)
 
 
-def budgets(min_steps: int, eta: int, final: int) -> list[int]:
-    """The rungs' step counts: min_steps, min_steps * eta, ... then `final`, leaving out a rung
-    that `final` exceeds by less than sqrt(eta) (100, 300, 900 and 1000 with eta 3: stopping
-    at 900 to train the survivors 100 steps more saves nothing), the first excepted."""
-    out, budget = [], min_steps
-    while budget < final and (not out or final >= budget * eta ** 0.5):
-        out.append(budget)
-        budget *= eta
-    return out + [final]
-
-
 def earlier_budgets(min_steps: int, eta: int, final: int) -> list[int]:
-    """The budgets sweeps before 2026-12-02 used (every min_steps * eta^k below `final`):
-    what a halving.json of theirs holds, continued as it began."""
+    """Every min_steps * eta^k below `final`, then `final`: the budgets sweeps before
+    2026-12-02 used (what a halving.json of theirs holds, continued as it began)."""
     out, budget = [], min_steps
     while budget < final:
         out.append(budget)
         budget *= eta
     return out + [final]
+
+
+def budgets(min_steps: int, eta: int, final: int) -> list[int]:
+    """The rungs' step counts: earlier_budgets without the rungs that `final` exceeds by less
+    than sqrt(eta) (100, 300, 900 and 1000 with eta 3: stopping at 900 to train the survivors
+    100 steps more saves nothing), the first excepted."""
+    *rungs, last = earlier_budgets(min_steps, eta, final)
+    return [b for i, b in enumerate(rungs) if i == 0 or final >= b * eta ** 0.5] + [last]
 
 
 @contextmanager
