@@ -4,7 +4,7 @@
         [--models lstm,arnn,gated_arnn] [--run RUN_DIR ...] [--set model.sigma_w=0 ...]
 """
 
-from arnn.gradient_flow import main
+from arnn.gradient_flow_cli import main
 
 if __name__ == "__main__":
     main()

@@ -6,7 +6,7 @@
 import argparse
 from pathlib import Path
 
-from arnn.figures import plot_figure1
+from arnn.dynamics import plot_figure1
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from arnn.config import compose_config
+from arnn.schema import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -163,3 +163,29 @@ def events(run_dir: Path):
     acc = EventAccumulator(str(run_dir))
     acc.Reload()
     return acc
+
+
+def run_config(cfg, run_dir: Path, **options: Any) -> float | None:
+    """`arnn.run_dir.run` of a composed config: its specification made first, as the entry
+    points make it."""
+    from arnn.run_dir import run
+    from arnn.spec import RunSpec
+
+    return run(RunSpec.of(cfg), run_dir, **options)
+
+
+def built(*overrides: str):
+    """(spec, parts) of the config `python train.py <overrides>` would run."""
+    from arnn.build import build
+    from arnn.spec import RunSpec
+
+    spec = RunSpec.of(compose_cfg(*overrides))
+    return spec, build(spec)
+
+
+def make_loop(*overrides: str):
+    """A Loop of the config `python train.py <overrides>` would run (no diagnostics)."""
+    from arnn.loop import Loop
+
+    spec, parts = built(*overrides)
+    return Loop(parts, spec)

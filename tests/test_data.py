@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from arnn.config import ConfigError, validate
 from arnn.data import DataError, EpochSampler, build_task, pixel_permutation
 from arnn.data.idx import read_idx
-from arnn.run_dir import run
+from arnn.errors import ConfigError
 from arnn.storage import Folder
-from tests.fixtures import compose_cfg
+from arnn.validation import validate
+from tests.fixtures import compose_cfg, run_config
 
 CPU = torch.device("cpu")
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -327,7 +327,7 @@ def test_short_training_run_on_real_mnist(tmp_path, mnist_dir):
         "train.batch_size=8", "dataset.train_limit=64", "dataset.test_limit=50",
         "train.eval_every=3",
     )
-    best = run(cfg, tmp_path)
+    best = run_config(cfg, tmp_path)
     result = json.loads((tmp_path / "results.json").read_text())
     assert result["status"] == "completed" and result["dataset"] == "mnist"
     assert result["steps"] == 3 and result["best_val_accuracy"] == best

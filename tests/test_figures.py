@@ -8,11 +8,9 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from arnn.build import build
-from arnn.figures import FIGURE1_INITIAL_STATES, figure1_systems, gradient_flow
+from arnn.dynamics import FIGURE1_INITIAL_STATES, figure1_systems, gradient_flow
 from arnn.models import build_cell
-from arnn.run_dir import run
-from tests.fixtures import ROOT, compose_cfg, run_cli
+from tests.fixtures import ROOT, built, compose_cfg, run_cli, run_config
 
 SYSTEMS = {s.title.split(",")[1].split()[0]: s for s in figure1_systems() if s.residual}
 
@@ -54,9 +52,9 @@ def test_plot_dynamics_script_writes_png_and_pdf(tmp_path):
 
 
 def _flow(model_name, dataset, data_dir, *overrides, batch=8):
-    cfg = compose_cfg(f"model={model_name}", f"dataset={dataset}", "device=cpu",
-                      f"data_dir={data_dir}", *overrides)
-    parts = build(cfg)
+    cfg_overrides = (f"model={model_name}", f"dataset={dataset}", "device=cpu",
+                     f"data_dir={data_dir}", *overrides)
+    _, parts = built(*cfg_overrides)
     model, task = parts.model, parts.task
     x, y = next(task.eval_batches(batch))
     return gradient_flow(model, x, y)
@@ -92,7 +90,7 @@ def test_gradient_flow_over_784_steps_of_real_mnist(mnist_dir, monkeypatch):
 
 
 def test_gradient_flow_figure_in_tensorboard(tmp_path):
-    run(compose_cfg("model.hidden_size=8", "train.steps=2", "train.gradient_flow=true",
+    run_config(compose_cfg("model.hidden_size=8", "train.steps=2", "train.gradient_flow=true",
                     "device=cpu"), tmp_path)
     acc = EventAccumulator(str(tmp_path))
     acc.Reload()
@@ -102,7 +100,7 @@ def test_gradient_flow_figure_in_tensorboard(tmp_path):
 def test_gradient_flow_script_draws_flow_and_eigenvalues(tmp_path, capsys):
     """scripts/gradient_flow.py's command line: both figures; the antisymmetric model's
     eigenvalues all have real part -gamma, the ablation's unstructured matrix's do not."""
-    from arnn.gradient_flow import main
+    from arnn.gradient_flow_cli import main
 
     main(["--models", "arnn,ablation,lstm", "--set", "model.hidden_size=8", "--out",
           str(tmp_path / "flow.png"), "--eigenvalues", str(tmp_path / "eig.png")])
@@ -122,7 +120,7 @@ def test_gradient_flow_of_a_trained_run_and_of_a_damaged_one(tmp_path, capsys):
     """--run reads the run's config and checkpoint (within bounds); a damaged checkpoint is
     one line and exit 2."""
     from arnn.checkpoint import CHECKPOINT
-    from arnn.gradient_flow import main
+    from arnn.gradient_flow_cli import main
 
     run_cli("model.hidden_size=8", "train.steps=2", "device=cpu",
             f"hydra.run.dir={tmp_path / 'run'}")

@@ -26,7 +26,6 @@ from arnn.data.idx import read_idx
 from arnn.report.jobs import collect
 from arnn.report.tables import markdown
 from arnn.results import RunResult, read_halving, write_halving
-from arnn.run_dir import run
 from arnn.storage import Folder
 from tests import fuzz
 from tests.fixtures import (
@@ -38,6 +37,7 @@ from tests.fixtures import (
     files_under,
     idx_bytes,
     read_checkpoint,
+    run_config,
     write_cifar10,
 )
 from tests.fuzz import (
@@ -244,7 +244,7 @@ def test_fuzz_idx(tmp_path, gz):
 def finished_run(tmp_path_factory) -> Path:
     """A completed digits run (4 steps): its results.json and checkpoint are the templates."""
     run_dir = tmp_path_factory.mktemp("finished") / "run"
-    run(compose_cfg(*SMALL, "train.steps=4", "train.checkpoint_every=2"), run_dir)
+    run_config(compose_cfg(*SMALL, "train.steps=4", "train.checkpoint_every=2"), run_dir)
     return run_dir
 
 
@@ -616,7 +616,7 @@ def test_a_hostile_checkpoint_leaves_the_finished_run_as_it_was(tmp_path, finish
     (run_dir / CHECKPOINT).write_bytes(HOSTILE_CHECKPOINTS[name](finished_run))
     before = files_under(tmp_path)
     cfg = compose_cfg(*SMALL, "train.steps=8", "train.checkpoint_every=2")  # extend 4 -> 8
-    outcome = in_child(lambda: run(cfg, run_dir))
+    outcome = in_child(lambda: run_config(cfg, run_dir))
     fuzz.expect(outcome, (2,), name)
     assert str(run_dir / CHECKPOINT) in outcome.output
     assert files_under(tmp_path) == before  # byte for byte, and nothing new anywhere
@@ -637,7 +637,7 @@ def test_a_checkpoint_that_is_not_a_regular_file(tmp_path, finished_run, kind):
     _special(run_dir / CHECKPOINT, kind)
     record = (run_dir / "results.json").read_bytes()
     cfg = compose_cfg(*SMALL, "train.steps=8")
-    fuzz.expect(in_child(lambda: run(cfg, run_dir)), (2,), kind)
+    fuzz.expect(in_child(lambda: run_config(cfg, run_dir)), (2,), kind)
     assert (run_dir / "results.json").read_bytes() == record
 
 
@@ -647,12 +647,12 @@ def test_a_damaged_dataset_leaves_the_finished_run_as_it_was(tmp_path):
     args = (*SMALL, "dataset=cifar10", f"data_dir={data}", "model.hidden_size=8",
             "dataset.val_size=0")
     run_dir = tmp_path / "run"
-    run(compose_cfg(*args, "train.steps=2"), run_dir)
+    run_config(compose_cfg(*args, "train.steps=2"), run_dir)
     batch_file = data / "cifar-10-batches-py" / "data_batch_3"
     batch_file.write_bytes(batch_file.read_bytes()[:-50])
     before = files_under(run_dir)
     cfg = compose_cfg(*args, "train.steps=4")
-    outcome = in_child(lambda: run(cfg, run_dir))
+    outcome = in_child(lambda: run_config(cfg, run_dir))
     fuzz.expect(outcome, (2,), "truncated batch")
     assert str(batch_file) in outcome.output
     assert files_under(run_dir) == before
@@ -688,7 +688,7 @@ def test_a_setting_beyond_its_range_is_one_line_before_any_work(tmp_path, overri
     """Each refused in one line naming it, before a byte is allocated or written (within the
     fuzz suite's 500 MB and 5 s)."""
     cfg = compose_cfg(*SMALL, *overrides.split())
-    outcome = in_child(lambda: run(cfg, tmp_path / "run"))
+    outcome = in_child(lambda: run_config(cfg, tmp_path / "run"))
     fuzz.expect(outcome, (2,), overrides)
     assert overrides.split()[-1].split("=")[0] in outcome.output
     assert not (tmp_path / "run" / "results.json").exists()

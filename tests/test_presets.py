@@ -8,13 +8,15 @@ import pytest
 import yaml
 from omegaconf import MISSING
 
-from arnn import config
-from arnn.config import ConfigError, preset_for, validate
+from arnn import schema
 from arnn.data.tasks import DATASETS, DatasetSpec
+from arnn.errors import ConfigError
 from arnn.grid import ADAPTIVE_LR, APPENDIX_C
 from arnn.models import CELLS
 from arnn.optimizers import OPTIMIZERS
 from arnn.presets import preset_table
+from arnn.schema import preset_for
+from arnn.validation import validate
 from tests.fixtures import CONF, compose_cfg
 
 PAPER_TASKS = {"mnist": 50000, "pmnist": 50000, "cifar10": 50000, "noise_cifar10": 10000}
@@ -30,16 +32,16 @@ def test_config_files_mirror_the_registries():
     assert _options("optimizer") == set(OPTIMIZERS)
     assert _options("preset") <= {f"{m}_{d}" for m in CELLS for d in DATASETS}
     for model, dataset in itertools.product(CELLS, DATASETS):  # every pair has a preset
-        assert preset_for(model, dataset) in _options("preset"), (model, dataset)
+        assert preset_for(CONF, model, dataset) in _options("preset"), (model, dataset)
 
 
 def test_a_pair_without_a_preset_takes_its_datasets_presets_from():
     """pmnist, fashion_mnist: MNIST's presets; noise_cifar10: CIFAR-10's; a dataset that
     names none: the digits'."""
     assert not (CONF / "preset" / "arnn_pmnist.yaml").exists()
-    assert preset_for("arnn", "pmnist") == "arnn_mnist"
-    assert preset_for("lstm", "noise_cifar10") == "lstm_cifar10"
-    assert preset_for("gated_arnn", "mnist") == "gated_arnn_mnist"  # a file of its own
+    assert preset_for(CONF, "arnn", "pmnist") == "arnn_mnist"
+    assert preset_for(CONF, "lstm", "noise_cifar10") == "lstm_cifar10"
+    assert preset_for(CONF, "gated_arnn", "mnist") == "gated_arnn_mnist"  # a file of its own
     assert DatasetSpec(DATASETS["digits"].reader, 1.0).presets_from == "digits"
 
 
@@ -47,8 +49,10 @@ def test_unknown_names_are_refused_with_the_registry_names(capsys):
     from arnn.cli import check_group_choices
 
     with pytest.raises(ConfigError, match=r"model='rnn' is invalid: allowed: ablation, arnn, "
-                                          r"gated_arnn, lstm$"):
+                                          r"gated_arnn, lstm \(did you mean arnn\?\)$"):
         check_group_choices(["model=rnn"], CONF)
+    with pytest.raises(ConfigError, match=r"allowed: .*lstm$"):  # nothing close: no guess
+        check_group_choices(["model=transformer"], CONF)
     with pytest.raises(ConfigError, match="preset='_none' is invalid"):
         check_group_choices(["preset=_none"], CONF)
     cfg = compose_cfg()
@@ -61,8 +65,8 @@ def test_unknown_names_are_refused_with_the_registry_names(capsys):
 def test_the_schema_holds_types_and_no_values():
     """Every value lives in YAML: a schema default is MISSING, or None (a setting that a
     model, dataset or optimizer does not have, or no limit)."""
-    for node in (config.ModelConfig, config.DatasetConfig, config.OptimizerConfig,
-                 config.TrainConfig, config.Config):
+    for node in (schema.ModelConfig, schema.DatasetConfig, schema.OptimizerConfig,
+                 schema.TrainConfig, schema.Config):
         for f in dataclasses.fields(node):
             default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
             assert default is MISSING or default is None, (node.__name__, f.name, default)
@@ -137,7 +141,7 @@ def test_a_preset_that_takes_another_pairs_values_includes_it(tmp_path):
                            ("ablation_cifar10", "eps: 0.01", "eps: 0.1")):
         path = conf / "preset" / f"{name}.yaml"
         path.write_text(path.read_text().replace(old, new))
-    from arnn.config import compose_config
+    from arnn.schema import compose_config
 
     assert compose_config(["model=arnn", "dataset=pmnist"], conf).optimizer.lr == 0.75
     for dataset in ("mnist", "pmnist", "noise_cifar10"):

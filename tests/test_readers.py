@@ -22,7 +22,6 @@ from arnn.data.cifar import load_cifar10, read_cifar_batch
 from arnn.data.files import DataError
 from arnn.data.idx import load_idx_dataset, read_idx
 from arnn.results import ResultsError, RunResult
-from arnn.run_dir import run
 from tests.fixtures import (
     CIFAR_JPEG_DIR,
     SMALL,
@@ -32,6 +31,7 @@ from tests.fixtures import (
     one_line_error,
     read_checkpoint,
     run_cli,
+    run_config,
     write_cifar10,
 )
 
@@ -127,14 +127,14 @@ def _wrap_v2(archive: bytes) -> bytes:
 @pytest.mark.slow
 def test_hostile_checkpoint_runs_nothing(tmp_path):
     run_dir, marker = tmp_path / "run", tmp_path / "marker"
-    run(compose_cfg(*SMALL, "train.steps=2"), run_dir)
+    run_config(compose_cfg(*SMALL, "train.steps=2"), run_dir)
     (run_dir / "results.json").unlink()
     buffer = io.BytesIO()
     torch.save({"model": Payload(marker), "step": 1}, buffer)
     ckpt = run_dir / CHECKPOINT
     ckpt.write_bytes(buffer.getvalue())  # a bare torch archive, as version 1 wrote them
     with pytest.raises(CheckpointError, match="version 1"):
-        run(compose_cfg(*SMALL, "train.steps=2"), run_dir)
+        run_config(compose_cfg(*SMALL, "train.steps=2"), run_dir)
     ckpt.write_bytes(_wrap_v2(buffer.getvalue()))  # with a valid digest: still refused
     planted = ckpt.read_bytes()
     proc = run_cli(*SMALL, "train.steps=2", f"hydra.run.dir={run_dir}")
@@ -147,7 +147,7 @@ def test_version_1_checkpoints_are_refused_unread(tmp_path):
     """Version 1 (a bare archive) admitted numpy objects for the RNG state; a crafted dtype
     there crashed numpy. It is no longer unpickled at all."""
     run_dir = tmp_path / "run"
-    run(compose_cfg(*SMALL, "train.steps=2"), run_dir)
+    run_config(compose_cfg(*SMALL, "train.steps=2"), run_dir)
     (run_dir / "results.json").unlink()
     state = read_checkpoint(run_dir / CHECKPOINT)
     kind, keys, *rest = state["rng"]["numpy"]
@@ -155,7 +155,7 @@ def test_version_1_checkpoints_are_refused_unread(tmp_path):
     torch.save(state, run_dir / CHECKPOINT)  # version 1: a bare archive holding numpy objects
     planted = (run_dir / CHECKPOINT).read_bytes()
     with pytest.raises(CheckpointError, match=r"version 1.*no longer read"):
-        run(compose_cfg(*SMALL, "train.steps=4"), run_dir)
+        run_config(compose_cfg(*SMALL, "train.steps=4"), run_dir)
     assert (run_dir / CHECKPOINT).read_bytes() == planted
 
 
@@ -177,7 +177,7 @@ def test_idx_header_claiming_2_31_images_fails_fast_without_allocating(tmp_path,
 
 @pytest.mark.slow
 def test_directories_and_unreadable_files(tmp_path, monkeypatch):
-    run(compose_cfg(*SMALL, "train.steps=2"), tmp_path / "run")
+    run_config(compose_cfg(*SMALL, "train.steps=2"), tmp_path / "run")
     ckpt, results = tmp_path / "run" / CHECKPOINT, tmp_path / "run" / "results.json"
     mnist, cifar = tmp_path / "mnist", tmp_path / "cifar"
     mnist.mkdir()
@@ -187,9 +187,9 @@ def test_directories_and_unreadable_files(tmp_path, monkeypatch):
     batch.unlink()
     batch.mkdir()
     with pytest.raises(DataError, match="train-images-idx3-ubyte: not a regular file"):
-        run(compose_cfg(*SMALL, "dataset=mnist", f"data_dir={mnist}"), tmp_path / "a")
+        run_config(compose_cfg(*SMALL, "dataset=mnist", f"data_dir={mnist}"), tmp_path / "a")
     with pytest.raises(DataError, match="data_batch_2: not a regular file"):
-        run(compose_cfg(*SMALL, "dataset=cifar10", f"data_dir={cifar}"), tmp_path / "b")
+        run_config(compose_cfg(*SMALL, "dataset=cifar10", f"data_dir={cifar}"), tmp_path / "b")
     with pytest.raises(CheckpointError, match="not a regular file"):
         read_checkpoint(tmp_path / "run")  # a directory
     # Permission denied (chmod does not deny root, so the denial is simulated at open).
@@ -213,7 +213,7 @@ def test_directories_and_unreadable_files(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_damaged_files_end_in_one_line_from_the_command_line(tmp_path):
     run_dir = tmp_path / "run"
-    run(compose_cfg(*SMALL, "train.steps=2"), run_dir)
+    run_config(compose_cfg(*SMALL, "train.steps=2"), run_dir)
     results = run_dir / "results.json"
     results.write_text('{"status": "completed"')
     proc = run_cli(*SMALL, "train.steps=2", f"hydra.run.dir={run_dir}")

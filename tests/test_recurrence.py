@@ -87,16 +87,12 @@ def test_auto_backend_on_cpu_is_the_compiled_kernel():
 
 def test_training_curves_agree_across_backends(tmp_path):
     """A few optimiser steps from the same seed: same losses and parameters per backend."""
-    from arnn.build import build
-    from arnn.identity import fingerprint
-    from arnn.loop import Loop
-    from tests.fixtures import compose_cfg
+    from tests.fixtures import make_loop
 
     curves, params = {}, {}
     for backend in ("reference", "torch", "cpu", "triton"):
-        cfg = compose_cfg(f"model.backend={backend}", "model.hidden_size=8",
-                          "train.batch_size=4", "device=cpu", "optimizer.lr=0.5")
-        loop = Loop(build(cfg), cfg, fingerprint(cfg))
+        loop = make_loop(f"model.backend={backend}", "model.hidden_size=8",
+                         "train.batch_size=4", "device=cpu", "optimizer.lr=0.5")
         assert loop.model.cell.backend == backend
         curves[backend] = torch.stack(
             [loop.train_step(*loop.task.train_batch(loop.parts.sampler.next()))
@@ -143,17 +139,13 @@ def test_three_training_steps_match_the_reference(model, dataset, mnist_dir):
     relative to their norm. (Element by element, Adagrad's first step divides each gradient
     element by itself: a near-zero gradient's rounding moves its parameter by up to lr, for the
     torch backend as much as for this one.)"""
-    from arnn.build import build
-    from arnn.identity import fingerprint
-    from arnn.loop import Loop
-    from tests.fixtures import compose_cfg
+    from tests.fixtures import make_loop
 
     params = {}
     for backend in ("reference", "cpu"):
-        cfg = compose_cfg(f"model={model}", dataset, f"model.backend={backend}", "device=cpu",
-                          f"data_dir={mnist_dir}", "dataset.train_limit=512",
-                          "dataset.test_limit=10", "dataset.val_size=0")
-        loop = Loop(build(cfg), cfg, fingerprint(cfg))
+        loop = make_loop(f"model={model}", dataset, f"model.backend={backend}", "device=cpu",
+                         f"data_dir={mnist_dir}", "dataset.train_limit=512",
+                         "dataset.test_limit=10", "dataset.val_size=0")
         for _ in range(3):
             loop.train_step(*loop.task.train_batch(loop.parts.sampler.next()))
         params[backend] = torch.cat([p.detach().flatten() for p in loop.model.parameters()])

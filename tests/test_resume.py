@@ -12,23 +12,24 @@ from pathlib import Path
 import pytest
 import torch
 
-from arnn.build import build
 from arnn.checkpoint import BEST_CHECKPOINT, CHECKPOINT, CheckpointError, save_atomic
-from arnn.config import ConfigError, compose_config
+from arnn.errors import ConfigError
 from arnn.loop import evaluate
 from arnn.results import RunResult
-from arnn.run_dir import run
+from arnn.schema import compose_config
 from arnn.storage import Folder
 from tests.fixtures import (
     CONF,
     ROOT,
     SMALL,
+    built,
     checkpoint_params,
     compose_cfg,
     events,
     interrupt_at,
     read_checkpoint,
     run_cli,
+    run_config,
 )
 
 # 2000 steps: a kill lands mid-training however fast a step is
@@ -69,24 +70,24 @@ def test_kill_9_and_resume_is_bit_identical(tmp_path):
 
 def test_completed_run_is_not_retrained(tmp_path):
     cfg = compose_cfg(*SMALL, "train.steps=5")
-    run(cfg, tmp_path)
+    run_config(cfg, tmp_path)
     before = (tmp_path / "results.json").read_text(), (tmp_path / CHECKPOINT).stat().st_mtime_ns
-    run(cfg, tmp_path)
+    run_config(cfg, tmp_path)
     after = (tmp_path / "results.json").read_text(), (tmp_path / CHECKPOINT).stat().st_mtime_ns
     assert before == after
     with pytest.raises(CheckpointError, match="another configuration.*model.eps"):
-        run(compose_cfg(*SMALL, "train.steps=5", "model.eps=0.5"), tmp_path)
+        run_config(compose_cfg(*SMALL, "train.steps=5", "model.eps=0.5"), tmp_path)
 
 
 def test_resume_modes(tmp_path):
     with pytest.raises(ConfigError, match="train.resume='must'"):
-        run(compose_cfg(*SMALL, "train.steps=2", "train.resume=must"), tmp_path / "a")
+        run_config(compose_cfg(*SMALL, "train.steps=2", "train.resume=must"), tmp_path / "a")
     assert not (tmp_path / "a").exists()
     cfg = compose_cfg(*SMALL, "train.steps=4", "train.checkpoint_every=2")
-    run(cfg, tmp_path / "b")
+    run_config(cfg, tmp_path / "b")
     first = checkpoint_params(tmp_path / "b")
     (tmp_path / "b" / "results.json").unlink()  # as if killed after the last checkpoint
-    run(compose_cfg(*SMALL, "train.steps=4", "train.resume=never", "seed=1"), tmp_path / "b")
+    run_config(compose_cfg(*SMALL, "train.steps=4", "train.resume=never", "seed=1"), tmp_path / "b")
     second = checkpoint_params(tmp_path / "b")
     assert not torch.equal(first["head.weight"], second["head.weight"])  # started over
 
@@ -94,7 +95,7 @@ def test_resume_modes(tmp_path):
 @pytest.mark.slow
 def test_truncated_checkpoint_is_reported_and_left_untouched(tmp_path):
     cfg = compose_cfg(*SMALL, "train.steps=4", "train.checkpoint_every=2")
-    run(cfg, tmp_path)
+    run_config(cfg, tmp_path)
     (tmp_path / "results.json").unlink()
     ckpt = tmp_path / CHECKPOINT
     data = ckpt.read_bytes()
@@ -110,7 +111,7 @@ def test_truncated_checkpoint_is_reported_and_left_untouched(tmp_path):
 
 def test_checkpoint_of_another_shape_is_refused(tmp_path):
     cfg = compose_cfg(*SMALL, "train.steps=2")
-    run(cfg, tmp_path)
+    run_config(cfg, tmp_path)
     (tmp_path / "results.json").unlink()
     ckpt = tmp_path / CHECKPOINT
     state = read_checkpoint(ckpt)
@@ -119,7 +120,7 @@ def test_checkpoint_of_another_shape_is_refused(tmp_path):
         save_atomic(state, folder, CHECKPOINT)
     saved = ckpt.read_bytes()
     with pytest.raises(CheckpointError, match=r"does not fit this model: head.weight"):
-        run(cfg, tmp_path)
+        run_config(cfg, tmp_path)
     assert ckpt.read_bytes() == saved
 
 
@@ -134,15 +135,15 @@ def _signal_at(step, signum):
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_and_sigterm_checkpoint_before_exiting(tmp_path, signum):
     args = (*SMALL, "train.steps=20", "train.checkpoint_every=8", "train.log_every=4")
-    run(compose_cfg(*args), tmp_path / "straight")
+    run_config(compose_cfg(*args), tmp_path / "straight")
     with pytest.raises(SystemExit) as info:
-        run(compose_cfg(*args), tmp_path / "stopped", hooks=[_signal_at(11, signum)])
+        run_config(compose_cfg(*args), tmp_path / "stopped", hooks=[_signal_at(11, signum)])
     assert info.value.code == 128 + signum
     assert signal.getsignal(signum) in (signal.default_int_handler, signal.SIG_DFL)  # restored
     result = json.loads((tmp_path / "stopped" / "results.json").read_text())
     assert result["status"] == "interrupted" and result["steps"] == 11
     assert read_checkpoint(tmp_path / "stopped" / CHECKPOINT)["step"] == 11  # not 8
-    run(compose_cfg(*args), tmp_path / "stopped")  # train.resume=auto: nothing lost
+    run_config(compose_cfg(*args), tmp_path / "stopped")  # train.resume=auto: nothing lost
     a, b = checkpoint_params(tmp_path / "straight"), checkpoint_params(tmp_path / "stopped")
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -162,7 +163,7 @@ def test_a_signal_during_a_checkpoint_write_leaves_it_whole(tmp_path, monkeypatc
 
     monkeypatch.setattr(storage.os, "fsync", fsync)
     with pytest.raises(SystemExit):
-        run(compose_cfg(*SMALL, "train.steps=20", "train.checkpoint_every=5"), tmp_path)
+        run_config(compose_cfg(*SMALL, "train.steps=20", "train.checkpoint_every=5"), tmp_path)
     assert calls and read_checkpoint(tmp_path / CHECKPOINT)["step"] == 6  # 5 whole, then 6
     assert not list(tmp_path.rglob("*.tmp"))
 
@@ -226,8 +227,8 @@ def test_a_run_directory_of_the_previous_layout_resumes_bit_identically(tmp_path
     shutil.copytree(fixture, killed)
     assert json.loads((killed / "results.json").read_text())["status"] == "running"
     assert read_checkpoint(killed / CHECKPOINT)["step"] == 120
-    run(compose_cfg(*args), killed)
-    run(compose_cfg(*args), tmp_path / "straight")
+    run_config(compose_cfg(*args), killed)
+    run_config(compose_cfg(*args), tmp_path / "straight")
     a, b = checkpoint_params(tmp_path / "straight"), checkpoint_params(killed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     expected = json.loads((fixture / "straight_results.json").read_text())
@@ -242,15 +243,16 @@ def test_unrelated_edits_and_the_backend_do_not_change_a_runs_identity(tmp_path)
     conf = tmp_path / "conf"
     shutil.copytree(CONF, conf)
     args = ["model=arnn", *SMALL, "train.checkpoint_every=2"]
-    run(compose_config([*args, "train.steps=4"], conf), tmp_path / "run")
+    run_config(compose_config([*args, "train.steps=4"], conf), tmp_path / "run")
     lstm = conf / "preset" / "lstm_digits.yaml"
     lstm.write_text(lstm.read_text().replace("hidden_size: 32", "hidden_size: 64"))
-    run(compose_config([*args, "train.steps=6", "model.backend=torch"], conf), tmp_path / "run")
+    run_config(compose_config([*args, "train.steps=6", "model.backend=torch"], conf),
+               tmp_path / "run")
     assert RunResult.read(tmp_path / "run").steps == 6
     arnn = conf / "preset" / "arnn_digits.yaml"
     arnn.write_text(arnn.read_text().replace("sigma_w: 1.0", "sigma_w: 2.0"))
     with pytest.raises(CheckpointError, match=r"model.sigma_w: 1.0 there, 2.0 now"):
-        run(compose_config([*args, "train.steps=8"], conf), tmp_path / "run")
+        run_config(compose_config([*args, "train.steps=8"], conf), tmp_path / "run")
 
 
 
@@ -259,26 +261,26 @@ def test_unrelated_edits_and_the_backend_do_not_change_a_runs_identity(tmp_path)
 
 def test_extending_a_finished_run_is_bit_identical_to_training_it_at_once(tmp_path):
     args = (*SMALL, "train.eval_every=150", "train.log_every=50", "train.checkpoint_every=150")
-    run(compose_cfg(*args, "train.steps=400"), tmp_path / "straight")
-    run(compose_cfg(*args, "train.steps=200"), tmp_path / "extended")
+    run_config(compose_cfg(*args, "train.steps=400"), tmp_path / "straight")
+    run_config(compose_cfg(*args, "train.steps=200"), tmp_path / "extended")
     assert RunResult.read(tmp_path / "extended").steps == 200
-    run(compose_cfg(*args, "train.steps=400"), tmp_path / "extended")
+    run_config(compose_cfg(*args, "train.steps=400"), tmp_path / "extended")
     a, b = checkpoint_params(tmp_path / "straight"), checkpoint_params(tmp_path / "extended")
     assert all(torch.equal(a[k], b[k]) for k in a)
     result = RunResult.read(tmp_path / "extended")
     assert result.status == "completed" and result.steps == 400
     assert [e[0] for e in result.evaluations] == [150, 200, 300, 400]  # one history
     with pytest.raises(ConfigError, match=r"train.steps=300 is invalid: .* already trained 400"):
-        run(compose_cfg(*args, "train.steps=300"), tmp_path / "extended")
+        run_config(compose_cfg(*args, "train.steps=300"), tmp_path / "extended")
     with pytest.raises(Exception, match="another configuration.*model.eps"):
-        run(compose_cfg(*args, "train.steps=500", "model.eps=0.5"), tmp_path / "extended")
+        run_config(compose_cfg(*args, "train.steps=500", "model.eps=0.5"), tmp_path / "extended")
 
 
 def test_a_diverged_run_is_not_extended(tmp_path):
-    run(compose_cfg(*SMALL, "optimizer.lr=1e38", "train.steps=20", "train.log_every=10"),
+    run_config(compose_cfg(*SMALL, "optimizer.lr=1e38", "train.steps=20", "train.log_every=10"),
         tmp_path)
     before = (tmp_path / "results.json").read_text()
-    run(compose_cfg(*SMALL, "optimizer.lr=1e38", "train.steps=40", "train.log_every=10"),
+    run_config(compose_cfg(*SMALL, "optimizer.lr=1e38", "train.steps=40", "train.log_every=10"),
         tmp_path)
     assert (tmp_path / "results.json").read_text() == before
 
@@ -291,7 +293,7 @@ def test_best_pt_reproduces_the_test_accuracy_reported_at_the_best_validation_st
     """`python train.py`'s record: the step of the best validation accuracy, the test accuracy
     there, and checkpoints/best.pt holding that state: evaluating it gives the same number."""
     args = (*SMALL, "train.steps=120", "train.eval_every=20", "optimizer.lr=0.3")
-    run(compose_cfg(*args), tmp_path)
+    run_config(compose_cfg(*args), tmp_path)
     result = RunResult.read(tmp_path)
     vals = [e[2] for e in result.evaluations]
     assert result.best_val_accuracy == max(vals) and result.val_accuracy == vals[-1]
@@ -300,7 +302,7 @@ def test_best_pt_reproduces_the_test_accuracy_reported_at_the_best_validation_st
     assert result.test_accuracy_at_best_val == result.evaluations[at][1]
     state = read_checkpoint(tmp_path / BEST_CHECKPOINT)
     assert state["step"] == result.best_val_step
-    parts = build(compose_cfg(*args))
+    _, parts = built(*args)
     parts.model.load_state_dict(state["model"])
     assert evaluate(parts.model, parts.task, 500)[0] == result.test_accuracy_at_best_val
     assert evaluate(parts.model, parts.task, 500, "val")[0] == result.best_val_accuracy
@@ -308,11 +310,11 @@ def test_best_pt_reproduces_the_test_accuracy_reported_at_the_best_validation_st
 
 def test_a_resumed_run_keeps_its_validation_record(tmp_path):
     args = (*SMALL, "train.steps=60", "train.eval_every=20", "train.checkpoint_every=20")
-    run(compose_cfg(*args), tmp_path / "straight")
+    run_config(compose_cfg(*args), tmp_path / "straight")
 
     with pytest.raises(KeyboardInterrupt):
-        run(compose_cfg(*args), tmp_path / "killed", hooks=[interrupt_at(45)])
-    run(compose_cfg(*args), tmp_path / "killed")
+        run_config(compose_cfg(*args), tmp_path / "killed", hooks=[interrupt_at(45)])
+    run_config(compose_cfg(*args), tmp_path / "killed")
     a, b = RunResult.read(tmp_path / "straight"), RunResult.read(tmp_path / "killed")
     fields = ("evaluations", "val_accuracy", "best_val_accuracy", "best_val_step",
               "test_accuracy_at_best_val", "test_accuracy")
@@ -354,7 +356,7 @@ SCRIPT_ARGS = (*SMALL, "train.steps=60", "train.eval_every=10", "train.checkpoin
 def test_the_record_reports_the_test_accuracy_at_the_first_best_validation_step(
         tmp_path, monkeypatch):
     _scripted(monkeypatch, SCRIPT)
-    run(compose_cfg(*SCRIPT_ARGS), tmp_path)
+    run_config(compose_cfg(*SCRIPT_ARGS), tmp_path)
     result = RunResult.read(tmp_path)
     assert (result.best_val_accuracy, result.best_val_step) == (0.80, 20)
     assert result.test_accuracy_at_best_val == 0.60  # not the best test (0.90 at step 10)
@@ -369,12 +371,12 @@ def test_a_resume_keeps_a_best_from_before_the_kill(tmp_path, monkeypatch):
     every later evaluation is worse; the resumed run reports it and best.pt holds its weights,
     as an uninterrupted run does."""
     _scripted(monkeypatch, SCRIPT)
-    run(compose_cfg(*SCRIPT_ARGS), tmp_path / "straight")
+    run_config(compose_cfg(*SCRIPT_ARGS), tmp_path / "straight")
 
     with pytest.raises(KeyboardInterrupt):
-        run(compose_cfg(*SCRIPT_ARGS), tmp_path / "killed", hooks=[interrupt_at(45)])
+        run_config(compose_cfg(*SCRIPT_ARGS), tmp_path / "killed", hooks=[interrupt_at(45)])
     (tmp_path / "killed" / BEST_CHECKPOINT).unlink()  # even without it: last.pt holds the best
-    run(compose_cfg(*SCRIPT_ARGS), tmp_path / "killed")
+    run_config(compose_cfg(*SCRIPT_ARGS), tmp_path / "killed")
     a, b = (RunResult.read(tmp_path / d) for d in ("straight", "killed"))
     assert (b.best_val_step, b.test_accuracy_at_best_val) == (20, 0.60)
     assert a.evaluations == b.evaluations
@@ -390,14 +392,14 @@ def test_best_pt_of_a_discarded_timeline_is_replaced_on_resume(tmp_path):
     args = (*SMALL, "train.steps=40", "train.checkpoint_every=10", "optimizer.lr=0.3")
 
     with pytest.raises(KeyboardInterrupt):
-        run(compose_cfg(*args, "train.eval_every=5"), tmp_path, hooks=[interrupt_at(17)])
-    run(compose_cfg(*args, "train.eval_every=20"), tmp_path)
+        run_config(compose_cfg(*args, "train.eval_every=5"), tmp_path, hooks=[interrupt_at(17)])
+    run_config(compose_cfg(*args, "train.eval_every=20"), tmp_path)
     result = RunResult.read(tmp_path)
     best = read_checkpoint(tmp_path / BEST_CHECKPOINT)
     assert best["step"] == result.best_val_step and best["step"] <= 40
     assert (best["val_accuracy"], best["test_accuracy"]) == (
         result.best_val_accuracy, result.test_accuracy_at_best_val)
-    parts = build(compose_cfg(*args))
+    _, parts = built(*args)
     parts.model.load_state_dict(best["model"])
     assert evaluate(parts.model, parts.task, 500, "val")[0] == result.best_val_accuracy
 
@@ -411,10 +413,10 @@ def test_each_optimizer_resumes_bit_identically(tmp_path, optimizer):
         extra = ["optimizer.lr=0.001", "optimizer.momentum=0.5", "optimizer.centered=true"]
     args = (*SMALL, f"optimizer={optimizer}", *extra, "train.steps=20",
             "train.checkpoint_every=5", "train.eval_every=10")
-    run(compose_cfg(*args), tmp_path / "straight")
+    run_config(compose_cfg(*args), tmp_path / "straight")
     with pytest.raises(KeyboardInterrupt):
-        run(compose_cfg(*args), tmp_path / "killed", hooks=[interrupt_at(13)])
-    run(compose_cfg(*args), tmp_path / "killed")
+        run_config(compose_cfg(*args), tmp_path / "killed", hooks=[interrupt_at(13)])
+    run_config(compose_cfg(*args), tmp_path / "killed")
     a, b = (checkpoint_params(tmp_path / d) for d in ("straight", "killed"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     state = read_checkpoint(tmp_path / "killed" / CHECKPOINT)["optimizer"]["state"]

@@ -7,20 +7,25 @@ import numpy as np
 import pytest
 import torch
 
-from arnn.build import build
 from arnn.checkpoint import CHECKPOINT
 from arnn.data import pixel_permutation
-from arnn.identity import fingerprint
-from arnn.loop import Loop
 from arnn.results import RunResult, Status
-from arnn.run_dir import run
 from arnn.window import StepWindow
-from tests.fixtures import SMALL, compose_cfg, events, read_checkpoint, run_cli
+from tests.fixtures import (
+    SMALL,
+    built,
+    compose_cfg,
+    events,
+    make_loop,
+    read_checkpoint,
+    run_cli,
+    run_config,
+)
 
 
 def test_tensorboard_scalars_and_hparams_in_the_run_directory(tmp_path):
     cfg = compose_cfg(*SMALL, "train.steps=20", "train.log_every=5", "train.eval_every=10")
-    run(cfg, tmp_path)
+    run_config(cfg, tmp_path)
     assert list(tmp_path.glob("events.out.tfevents.*")), "event file in the run dir itself"
     acc = events(tmp_path)
     tags = set(acc.Tags()["scalars"])
@@ -95,7 +100,7 @@ def test_exception_in_the_loop_leaves_failed_results(tmp_path):
             raise RuntimeError("simulated fault at step 3")
 
     with pytest.raises(RuntimeError, match="simulated fault"):
-        run(compose_cfg(*SMALL, "train.steps=10"), tmp_path, hooks=[explode])
+        run_config(compose_cfg(*SMALL, "train.steps=10"), tmp_path, hooks=[explode])
     result = json.loads((tmp_path / "results.json").read_text())
     assert result["status"] == "failed" and "simulated fault at step 3" in result["error"]
     assert result["steps"] == 3
@@ -106,9 +111,9 @@ def test_test_accuracy_is_the_last_evaluation_over_the_whole_test_split(tmp_path
     """The digits' test split (450 images) in batches of 100: the reported accuracy is the one
     of the final weights on all 450 test images (not the training split, not one batch)."""
     args = (*SMALL, "train.steps=30", "train.eval_every=10", "train.eval_batch_size=100")
-    run(compose_cfg(*args), tmp_path)
+    run_config(compose_cfg(*args), tmp_path)
     result = RunResult.read(tmp_path)
-    parts = build(compose_cfg(*args))
+    _, parts = built(*args)
     parts.model.load_state_dict(read_checkpoint(tmp_path / CHECKPOINT)["model"])
     task = parts.task
     assert task.num_test == 450 and result.num_test == 450
@@ -124,7 +129,7 @@ def test_test_accuracy_is_the_last_evaluation_over_the_whole_test_split(tmp_path
 @pytest.mark.parametrize("max_loss,status", [(1.5, Status.DIVERGED), (5.0, Status.COMPLETED)])
 def test_max_loss_is_compared_with_the_window_mean(tmp_path, max_loss, status):
     """The first window's mean cross-entropy is near ln 10 = 2.30: above 1.5, under 5."""
-    run(compose_cfg(*SMALL, "train.steps=10", "train.log_every=5", "optimizer.lr=0.01",
+    run_config(compose_cfg(*SMALL, "train.steps=10", "train.log_every=5", "optimizer.lr=0.01",
                     f"train.max_loss={max_loss}"), tmp_path)
     result = RunResult.read(tmp_path)
     assert result.status == status
@@ -137,8 +142,7 @@ def test_grad_clip_bounds_the_first_step(clip):
     """SGD's first step moves the parameters by lr * g (the momentum buffer starts at g): with
     train.grad_clip, by lr * clip exactly; without, by lr * ||g||, far more."""
     clip_arg = "null" if clip is None else clip
-    cfg = compose_cfg(*SMALL, "optimizer=sgd", "optimizer.lr=0.1", f"train.grad_clip={clip_arg}")
-    loop = Loop(build(cfg), cfg, fingerprint(cfg))
+    loop = make_loop(*SMALL, "optimizer=sgd", "optimizer.lr=0.1", f"train.grad_clip={clip_arg}")
     before = torch.cat([p.detach().flatten().clone() for p in loop.model.parameters()])
     loop.train_step(*loop.task.train_batch(loop.parts.sampler.next()))
     after = torch.cat([p.detach().flatten() for p in loop.model.parameters()])
@@ -151,7 +155,7 @@ def test_grad_clip_bounds_the_first_step(clip):
 
 @pytest.mark.slow
 def test_a_pmnist_run_records_its_permutation(tmp_path, mnist_dir):
-    run(compose_cfg("dataset=pmnist", f"data_dir={mnist_dir}", "model.hidden_size=8",
+    run_config(compose_cfg("dataset=pmnist", f"data_dir={mnist_dir}", "model.hidden_size=8",
                     "dataset.train_limit=64", "dataset.test_limit=64", "train.steps=1",
                     "device=cpu"), tmp_path)
     saved = json.loads((tmp_path / "permutation.json").read_text())
@@ -161,10 +165,10 @@ def test_a_pmnist_run_records_its_permutation(tmp_path, mnist_dir):
 
 def test_a_run_that_diverges_before_any_evaluation_scores_zero_for_a_sweeper(tmp_path):
     args = (*SMALL, "optimizer.lr=1e12", "train.steps=200", "train.log_every=50")
-    assert run(compose_cfg(*args), tmp_path / "a") == 0.0
+    assert run_config(compose_cfg(*args), tmp_path / "a") == 0.0
     assert RunResult.read(tmp_path / "a").status == "diverged"
-    assert run(compose_cfg(*args), tmp_path / "a") == 0.0  # skipped: the same answer
-    assert run(compose_cfg(*args, "dataset.val_size=0"), tmp_path / "b") is None
+    assert run_config(compose_cfg(*args), tmp_path / "a") == 0.0  # skipped: the same answer
+    assert run_config(compose_cfg(*args, "dataset.val_size=0"), tmp_path / "b") is None
 
 
 
@@ -198,6 +202,6 @@ def test_the_loop_does_not_read_the_config_at_every_step(tmp_path, monkeypatch):
         cfg = compose_cfg(*SMALL, f"train.steps={steps}", "train.log_every=1000",
                           "train.eval_every=1000", "train.checkpoint_every=1000")
         reads["n"] = 0
-        run(cfg, tmp_path / str(steps))
+        run_config(cfg, tmp_path / str(steps))
         counts.append(reads["n"])
     assert counts[1] - counts[0] < 40, counts

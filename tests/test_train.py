@@ -5,10 +5,10 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
-from arnn.config import ConfigError, validate
+from arnn.errors import ConfigError
 from arnn.models import SequenceClassifier, build_cell, count_parameters
-from arnn.run_dir import run
-from tests.fixtures import compose_cfg, run_cli
+from arnn.validation import validate
+from tests.fixtures import compose_cfg, run_cli, run_config
 
 RESULT_KEYS = {"status", "test_accuracy", "best_test_accuracy", "params", "steps", "model",
                "dataset", "wall_time_s"}
@@ -41,7 +41,7 @@ def test_a_short_run_learns(tmp_path):
 
     cfg = compose_cfg("train.steps=150", "train.log_every=25", "train.eval_every=150",
                       "device=cpu")
-    best = run(cfg, tmp_path)
+    best = run_config(cfg, tmp_path)
     acc = EventAccumulator(str(tmp_path))
     acc.Reload()
     losses = [e.value for e in acc.Scalars("train/loss")]
@@ -51,7 +51,7 @@ def test_a_short_run_learns(tmp_path):
 
 
 def test_zero_steps_builds_evaluates_and_writes_results(tmp_path):
-    best = run(compose_cfg("train.steps=0"), tmp_path)
+    best = run_config(compose_cfg("train.steps=0"), tmp_path)
     result = json.loads((tmp_path / "results.json").read_text())
     assert result["status"] == "completed" and result["steps"] == 0
     assert result["val_accuracy"] == best and 0.0 <= best <= 1.0
@@ -90,7 +90,7 @@ def test_bad_values_are_refused_naming_key_and_value(override, named):
 def test_fewer_classes_than_the_labels_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(ConfigError, match=r"^dataset.num_classes=5 is invalid: the labels of "
                                           r"digits go up to 9; it needs at least 10$"):
-        run(compose_cfg("dataset.num_classes=5", "device=cpu"), tmp_path / "run")
+        run_config(compose_cfg("dataset.num_classes=5", "device=cpu"), tmp_path / "run")
     assert not (tmp_path / "run" / "results.json").exists()
 
 

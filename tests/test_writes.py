@@ -22,7 +22,6 @@ from arnn import storage
 from arnn.checkpoint import CHECKPOINT, save_atomic
 from arnn.errors import UserError, one_line
 from arnn.results import RunResult
-from arnn.run_dir import run
 from arnn.storage import (
     LOCK_FILE,
     DirLock,
@@ -43,6 +42,7 @@ from tests.fixtures import (
     read_checkpoint,
     run_cli,
     run_cli_patched,
+    run_config,
     write_cifar10,
 )
 from tests.fuzz import in_child
@@ -81,7 +81,7 @@ def test_a_link_in_place_of_any_file_a_run_writes_is_refused(tmp_path, written):
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(outside if is_dir else outside / "file")
         with pytest.raises(UnsafeRunDir, match="is a symbolic link") as info:
-            run(compose_cfg(*ARGS, *PMNIST), run_dir)
+            run_config(compose_cfg(*ARGS, *PMNIST), run_dir)
         assert str(link) in str(info.value) and "\n" not in str(info.value)
         assert sorted(outside.iterdir()) == [outside / "file"]
         assert (outside / "file").read_text() == "precious\n"
@@ -125,7 +125,7 @@ def test_a_run_directory_that_is_a_link_is_allowed(tmp_path):
     """Linking a whole run directory to scratch space is how clusters are used."""
     (tmp_path / "scratch").mkdir()
     (tmp_path / "run").symlink_to(tmp_path / "scratch")
-    run(compose_cfg(*ARGS), tmp_path / "run")
+    run_config(compose_cfg(*ARGS), tmp_path / "run")
     assert RunResult.read(tmp_path / "scratch").status == "completed"
 
 
@@ -135,7 +135,7 @@ def test_every_file_of_a_run_has_one_mode(tmp_path, umask, mnist_dir):
 
     def train() -> None:
         os.umask(umask)
-        run(cfg, tmp_path / "run")
+        run_config(cfg, tmp_path / "run")
 
     assert in_child(train).code == 0
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "run").rglob("*")
@@ -157,13 +157,14 @@ def test_a_kill_during_a_checkpoint_write_leaves_no_temporary_file_after_the_res
             return real(src, dst, **dir_fds)
 
         storage.os.replace = replace
-        run(compose_cfg(*SMALL, "train.steps=6", "train.checkpoint_every=2"), tmp_path / "run")
+        run_config(compose_cfg(*SMALL, "train.steps=6", "train.checkpoint_every=2"),
+                   tmp_path / "run")
 
     outcome = in_child(killed_while_writing)
     assert outcome.signal == signal.SIGKILL
     left = list((tmp_path / "run").rglob("*.tmp"))
     assert [p.name.startswith(".last.pt.") for p in left] == [True]
-    run(compose_cfg(*SMALL, "train.steps=6", "train.checkpoint_every=2"), tmp_path / "run")
+    run_config(compose_cfg(*SMALL, "train.steps=6", "train.checkpoint_every=2"), tmp_path / "run")
     assert not list((tmp_path / "run").rglob("*.tmp"))
     assert RunResult.read(tmp_path / "run").status == "completed"
 
@@ -209,7 +210,7 @@ def test_a_damaged_batch_in_a_new_directory_is_recorded_as_failed(tmp_path):
     batch = data / "cifar-10-batches-py" / "test_batch"
     batch.write_bytes(b"\x80\x02N.")
     with pytest.raises(UserError, match="test_batch"):
-        run(compose_cfg(*ARGS, "dataset=cifar10", f"data_dir={data}"), tmp_path / "run")
+        run_config(compose_cfg(*ARGS, "dataset=cifar10", f"data_dir={data}"), tmp_path / "run")
     result = RunResult.read(tmp_path / "run")
     assert result.status == "failed" and "test_batch" in result.error
 
@@ -229,7 +230,7 @@ def test_a_file_system_that_refuses_writes_is_one_line(tmp_path, monkeypatch, er
 
     monkeypatch.setattr(storage.os, "open", refuse_temporaries)
     with pytest.raises(WriteError, match=os.strerror(error)):
-        run(compose_cfg(*ARGS), tmp_path / "run")
+        run_config(compose_cfg(*ARGS), tmp_path / "run")
     monkeypatch.setattr(storage.os, "open", real_open)
 
     def refuse_the_lock(path, *args, **kwargs):
@@ -239,7 +240,7 @@ def test_a_file_system_that_refuses_writes_is_one_line(tmp_path, monkeypatch, er
 
     monkeypatch.setattr(storage.os, "open", refuse_the_lock)
     with pytest.raises(UnsafeRunDir, match=os.strerror(error)):
-        run(compose_cfg(*ARGS), tmp_path / "other")
+        run_config(compose_cfg(*ARGS), tmp_path / "other")
 
 
 def test_a_lock_that_is_a_directory_from_the_command_line(tmp_path):
@@ -275,9 +276,9 @@ def test_a_record_with_escape_sequences_is_reported_printably(tmp_path):
 
 
 def test_temporary_files_of_another_name_are_left_alone(tmp_path):
-    run(compose_cfg(*ARGS), tmp_path)
+    run_config(compose_cfg(*ARGS), tmp_path)
     mine = Path(tempfile.mkstemp(dir=tmp_path, prefix="notes", suffix=".tmp")[1])
-    run(compose_cfg(*SMALL, "train.steps=3"), tmp_path)
+    run_config(compose_cfg(*SMALL, "train.steps=3"), tmp_path)
     assert mine.exists()
 
 
@@ -285,15 +286,15 @@ def test_temporary_files_of_another_name_are_left_alone(tmp_path):
 
 
 def test_a_held_directory_is_refused_and_left_unchanged(tmp_path):
-    run(compose_cfg(*SMALL, "train.steps=2"), tmp_path)
+    run_config(compose_cfg(*SMALL, "train.steps=2"), tmp_path)
     (tmp_path / "results.json").unlink()  # as if interrupted: the next start would resume
     before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.name != ".arnn.lock"}
     with DirLock(tmp_path):
         with pytest.raises(RunDirBusy, match=rf"{tmp_path} is in use by pid {os.getpid()} on "):
-            run(compose_cfg(*SMALL, "train.steps=2"), tmp_path)
+            run_config(compose_cfg(*SMALL, "train.steps=2"), tmp_path)
     after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.name != ".arnn.lock"}
     assert before == after
-    run(compose_cfg(*SMALL, "train.steps=2"), tmp_path)  # released: it resumes
+    run_config(compose_cfg(*SMALL, "train.steps=2"), tmp_path)  # released: it resumes
     assert RunResult.read(tmp_path).status == "completed"
 
 
@@ -355,7 +356,7 @@ def _fail_fsync_after(monkeypatch, calls: int, only: str = ""):
 def test_a_failing_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
     _fail_fsync_after(monkeypatch, 1, only="last.pt")
     with pytest.raises(WriteError, match=r"last.pt: No space left on device \(errno 28\)"):
-        run(compose_cfg(*SMALL, "train.steps=6", "train.checkpoint_every=2"), tmp_path)
+        run_config(compose_cfg(*SMALL, "train.steps=6", "train.checkpoint_every=2"), tmp_path)
     assert read_checkpoint(tmp_path / CHECKPOINT)["step"] == 2  # the previous one, whole
     result = RunResult.read(tmp_path)
     assert result.status == "failed" and "No space left on device" in result.error
@@ -365,7 +366,7 @@ def test_a_failing_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch
 def test_a_failing_results_write_keeps_the_previous_one(tmp_path, monkeypatch):
     _fail_fsync_after(monkeypatch, 1, only="results.json")  # 'running' is written, then none
     with pytest.raises(WriteError, match="results.json: No space left"):
-        run(compose_cfg(*SMALL, "train.steps=2"), tmp_path)
+        run_config(compose_cfg(*SMALL, "train.steps=2"), tmp_path)
     assert RunResult.read(tmp_path).status == "running"
     assert not list(tmp_path.rglob("*.tmp"))
 
@@ -462,7 +463,7 @@ def test_a_link_swapped_in_while_a_run_trains_gets_no_byte(tmp_path, swapped):
     run_dir = tmp_path / "run"
     path = run_dir if swapped == "." else run_dir / swapped
     args = (*SMALL, "train.steps=8", "train.checkpoint_every=2", "train.eval_every=4")
-    run(compose_cfg(*args), run_dir, hooks=[_swapped_at(3, path, outside)])
+    run_config(compose_cfg(*args), run_dir, hooks=[_swapped_at(3, path, outside)])
     assert list(outside.iterdir()) == []
     held = path.with_name(path.name + ".moved")  # where the run's directory went
     result = RunResult.read(held if swapped == "." else run_dir)

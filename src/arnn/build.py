@@ -1,4 +1,4 @@
-"""From a validated config to the parts of a run: device, task, model, optimizer, sampler.
+"""From a run's specification to its parts: device, task, model, optimizer, sampler.
 
 The one place that wires config to objects (the runner, gradient_flow, bench and the tests all
 build through it), in one order: seeds first, so that the same config gives the same weights.
@@ -12,14 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
 
-from arnn.config import check_memory, resolve_device, validate
 from arnn.data import EpochSampler, SequenceTask, build_task
 from arnn.host import keep_freed_memory, set_threads
 from arnn.models import CELLS, SequenceClassifier, build_cell
 from arnn.optimizers import build_optimizer
-from arnn.recurrence import resolve_backend
+from arnn.spec import RunSpec
 
 
 @dataclass
@@ -37,30 +35,29 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_model(cfg: DictConfig, task: SequenceTask, device: torch.device) -> SequenceClassifier:
-    """The model of `cfg.model` for the task's input size and classes (weights drawn from the
-    global RNG: seed first)."""
-    m = cfg.model
+def build_model(spec: RunSpec, task: SequenceTask) -> SequenceClassifier:
+    """The model of the specification for the task's input size and classes (weights drawn
+    from the global RNG: seed first), computed by its resolved backend."""
+    m = spec.cfg.model
     options = {key: m[key] for key in CELLS[m.name].settings}
-    if m.backend is not None:
-        options["backend"] = resolve_backend(m.backend, device)
+    if spec.backend is not None:
+        options["backend"] = spec.backend
     cell = build_cell(m.name, task.input_size, m.hidden_size, **options)
-    return SequenceClassifier(cell, task.num_classes).to(device)
+    return SequenceClassifier(cell, task.num_classes).to(spec.device)
 
 
-def build(cfg: DictConfig, task: SequenceTask | None = None) -> RunParts:
-    """Validate `cfg` and build its parts. `task`: one already built from the same dataset
+def build(spec: RunSpec, task: SequenceTask | None = None) -> RunParts:
+    """The parts of the run `spec` describes. `task`: one already built from the same dataset
     config on the same device (several models on one dataset load it once)."""
-    validate(cfg)
-    check_memory(cfg)
+    cfg = spec.cfg
     keep_freed_memory()
     set_threads(cfg.train.threads)
-    device = torch.device(resolve_device(cfg.device))
+    device = torch.device(spec.device)
     seed_everything(cfg.seed)
     if task is None:
         task = build_task(cfg.dataset, Path(cfg.data_dir).expanduser(), device)
     task.seed(cfg.seed)
-    model = build_model(cfg, task, device)
+    model = build_model(spec, task)
     optimizer = build_optimizer(cfg.optimizer, model.parameters())
     sampler = EpochSampler(task.num_train, cfg.train.batch_size, cfg.seed, device)
     return RunParts(device, task, model, optimizer, sampler)

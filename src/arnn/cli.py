@@ -1,7 +1,15 @@
-"""Command-line entry: `python train.py ...` and the `arnn-train` console script."""
+"""Command-line entry: `python train.py ...` and the `arnn-train` console script.
+
+A single run is composed once (Hydra's composition, `hydra.run.dir` included), its specification
+made once (`RunSpec.of`: validated, memory checked, device and backend chosen) before its
+directory exists, then run through Hydra's `run_job` (the job's logging, .hydra/). Sweeps
+(`--multirun`) and Hydra's own commands (--cfg, --help, ...) go through `hydra.main`; each job of a
+sweep makes its specification in the job.
+"""
 
 from __future__ import annotations
 
+import difflib
 import logging
 import sys
 from pathlib import Path
@@ -10,30 +18,35 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from arnn.config import (
-    check_memory,
-    compose_config,
-    composition_error,
-    default_config_dir,
-    register_configs,
-    validate,
-)
 from arnn.errors import ConfigError, UserError, exit_with, invalid, one_line
 from arnn.preemption import quiet_sacct_polls, uses_submitit
 from arnn.results import RunResult
 from arnn.run_dir import record_failure, run
+from arnn.schema import composition_error, default_config_dir, register_configs
+from arnn.spec import RunSpec
 from arnn.storage import DirLock, Folder, RunLogHandler, UnsafeRunDir
 
 log = logging.getLogger("arnn")
-GROUPS = ("model", "dataset", "optimizer", "preset", "sweep")
+GROUPS = ("model", "dataset", "optimizer", "preset")  # in conf/train.yaml's defaults list
+OPTIONAL_GROUPS = ("sweep", "hparams_search")  # added with +group=option
+HYDRA_FLAGS = ("-m", "--multirun", "-c", "--cfg", "-h", "--help", "--hydra-help", "-i", "--info",
+               "--shell-completion", "-sc", "-p", "--package", "--resolve", "-cp",
+               "--config-path", "-cn", "--config-name", "-cd", "--config-dir",
+               "--experimental-rerun")
+
+
+def _did_you_mean(value: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(value, options, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def check_group_choices(args: list[str], config_dir: Path) -> None:
-    """Reject an unknown model/dataset/optimizer/sweep name in one line, before Hydra starts
-    (Hydra's own message spans a page)."""
+    """Refuse an unknown model/dataset/optimizer/sweep name in one line (with the nearest
+    option), and an optional group named without its `+`, before Hydra starts (Hydra's own
+    message spans a page)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create()
@@ -45,8 +58,11 @@ def check_group_choices(args: list[str], config_dir: Path) -> None:
         except Exception:  # noqa: BLE001 - malformed: Hydra reports it itself
             continue
         group = override.key_or_group
-        if group not in GROUPS or override.is_delete():
+        if group not in GROUPS + OPTIONAL_GROUPS or override.is_delete():
             continue
+        if group in OPTIONAL_GROUPS and not override.is_add():
+            raise ConfigError(f"{arg} is invalid: {group} is not in the defaults list; add it "
+                              f"with +{arg}")
         # Files named _* are parts that other configs include, not options.
         options = sorted(p.stem for p in (config_dir / group).glob("[!_]*.yaml"))
         if override.is_sweep_override():
@@ -55,7 +71,8 @@ def check_group_choices(args: list[str], config_dir: Path) -> None:
             values = [override.get_value_element_as_str()]
         for value in values:
             if value not in options:
-                raise invalid(group, value, options)
+                error = invalid(group, value, options)
+                raise ConfigError(f"{error}{_did_you_mean(value, options)}")
 
 
 def check_output_dirs(args: list[str]) -> None:
@@ -67,22 +84,6 @@ def check_output_dirs(args: list[str]) -> None:
             for folder in (Path(value), *Path(value).parents):
                 if folder.exists() and not folder.is_dir():
                     raise invalid(key, value, f"{folder} is a file, not a directory")
-
-
-def check_before_hydra(args: list[str], config_dir: Path) -> None:
-    """A single run's config composed and validated before Hydra creates its run directory, so
-    that a bad value leaves nothing behind (a refused run removes nothing: a directory it
-    finds may hold anyone's files). Sweeps validate each job in the job."""
-    if any(a in ("-m", "--multirun", "-c", "--cfg", "-h", "--help", "--hydra-help", "-i",
-                 "--info", "--shell-completion", "-sc") or a.startswith(("hydra.mode=", "-"))
-           for a in args):
-        return
-    try:
-        cfg = compose_config([a for a in args if not a.startswith("hydra.")], config_dir)
-    except (ConfigCompositionException, OmegaConfBaseException, OverflowError) as e:
-        raise composition_error(e) from None
-    validate(cfg)
-    check_memory(cfg)
 
 
 def _save_hydra_files(cfg: DictConfig, run_dir: Folder) -> None:
@@ -115,36 +116,96 @@ def _log_refusal(error: UserError) -> None:
             handler.handle(record)
 
 
-def _task(cfg: DictConfig) -> float | None:
-    hydra_cfg = HydraConfig.get()
-    run_dir = Path(hydra_cfg.runtime.output_dir)
+def _sweep_job(cfg: DictConfig) -> float | None:
+    """One job of a sweep: its specification, then its run; a refusal fails this job alone
+    (Hydra records it and the sweep goes on), and a bad value leaves its record."""
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         try:
-            return run(cfg, run_dir, on_start=lambda folder: _save_hydra_files(cfg, folder))
+            spec = RunSpec.of(cfg)
+            return run(spec, run_dir, on_start=lambda folder: _save_hydra_files(cfg, folder))
         except OSError as e:  # the file system said no (read-only, out of inodes, ...)
             raise UserError(f"{e.filename or run_dir}: {e.strerror or e}") from e
     except UserError as e:
         if not isinstance(e, UnsafeRunDir):
             _log_refusal(e)
-        if hydra_cfg.mode != RunMode.MULTIRUN:
-            logging.shutdown()
-            exit_with(e)
-        # In a sweep this job fails alone: Hydra records it and the sweep goes on.
         print(f"error: {one_line(e)}", file=sys.stderr)
         if isinstance(e, ConfigError):
             _record_refused(cfg, run_dir, e)
         raise
 
 
+def _single_run(hydra_app: object, cfg: DictConfig) -> None:
+    """The run `cfg` (composed with its hydra node) describes: specified before its directory
+    exists, then run through Hydra's run_job; a refusal is one line and exit 2, and leaves no
+    directory of its own behind."""
+    from hydra._internal.callbacks import Callbacks
+    from hydra.core.utils import run_job
+    from hydra.types import HydraContext
+
+    task_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    spec = RunSpec.of(task_cfg)
+    run_dir = Path(str(cfg.hydra.run.dir))
+    made = not run_dir.exists()
+
+    def task(job_cfg: DictConfig) -> float | None:
+        job_dir = Path(HydraConfig.get().runtime.output_dir)
+        try:
+            try:
+                return run(spec, job_dir, on_start=lambda f: _save_hydra_files(job_cfg, f),
+                           new_dir=made)
+            except OSError as e:  # the file system said no (read-only, out of inodes, ...)
+                raise UserError(f"{e.filename or job_dir}: {e.strerror or e}") from e
+        except UserError as e:
+            if not isinstance(e, UnsafeRunDir):
+                _log_refusal(e)
+            logging.shutdown()
+            exit_with(e)
+
+    with open_dict(cfg.hydra):
+        cfg.hydra.mode = RunMode.RUN
+    context = HydraContext(config_loader=hydra_app.config_loader, callbacks=Callbacks(cfg))
+    job = run_job(task_function=task, config=cfg, job_dir_key="hydra.run.dir",
+                  job_subdir_key=None, hydra_context=context)
+    _ = job.return_value  # a failure raises here, with its traceback
+
+
+def _compose_single(args: list[str], config_dir: Path) -> tuple[object, DictConfig] | None:
+    """Hydra and the run's config composed once for a single run; None when the command is a
+    sweep or one of Hydra's own commands (hydra.main takes it)."""
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_config_search_path
+
+    if any(a in HYDRA_FLAGS or a.startswith("--") for a in args):
+        return None
+    hydra_app = Hydra.create_main_hydra2(task_name="train",
+                                         config_search_path=create_config_search_path(
+                                             str(config_dir)))
+    cfg = hydra_app.compose_config("train", args, run_mode=RunMode.RUN,
+                                   with_log_configuration=True)
+    return None if cfg.hydra.mode == RunMode.MULTIRUN else (hydra_app, cfg)
+
+
 def main(config_dir: str | Path | None = None) -> None:
+    from hydra import version
+    from hydra.core.global_hydra import GlobalHydra
+
+    version.setbase("1.3")  # what hydra.main(version_base="1.3") sets, for the single run too
     config_dir = Path(config_dir) if config_dir else default_config_dir()
     register_configs(config_dir)
-    if uses_submitit(sys.argv[1:], config_dir):
+    args = sys.argv[1:]
+    if uses_submitit(args, config_dir):
         quiet_sacct_polls()
     try:
-        check_group_choices(sys.argv[1:], config_dir)
-        check_output_dirs(sys.argv[1:])
-        check_before_hydra(sys.argv[1:], config_dir)
+        check_group_choices(args, config_dir)
+        check_output_dirs(args)
+        single = _compose_single(args, config_dir)
+        if single is not None:
+            _single_run(*single)
+            return
+    except (ConfigCompositionException, OmegaConfBaseException, OverflowError) as e:
+        exit_with(composition_error(e))
     except ConfigError as e:
         exit_with(e)
-    hydra.main(version_base="1.3", config_path=str(config_dir), config_name="train")(_task)()
+    GlobalHydra.instance().clear()
+    hydra.main(version_base="1.3", config_path=str(config_dir), config_name="train")(_sweep_job)()

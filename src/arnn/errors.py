@@ -29,7 +29,9 @@ def invalid(key: str, value: Any, allowed: str | Iterable[str]) -> ConfigError:
 
 
 INT_LIMIT = 2**63 - 1  # an integer setting is an int64 somewhere (torch, numpy)
-FLOAT_LIMIT = 1e300  # a number setting must stay a float with room to compute
+# A number setting must fit a float32 (what runs compute in: torch's optimizers hand lr and
+# weight_decay to float32 arithmetic, the kernels take eps as a float).
+FLOAT_LIMIT = 3.0e38
 
 
 class Range:

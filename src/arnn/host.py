@@ -47,17 +47,32 @@ def set_threads(threads: int | None) -> int:
 
 
 @functools.lru_cache(maxsize=1)
-def _static() -> dict[str, str]:
-    blas = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
-    cpu = platform.processor() or platform.machine()
+def cpu_info() -> dict[str, str]:
+    """The CPU's name and instruction-set flags, from /proc/cpuinfo (the machine's type and no
+    flags where there is none)."""
+    found = {"name": platform.processor() or platform.machine(), "flags": ""}
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f
-                        if line.startswith("model name")), cpu)
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and found["name"] in ("", platform.processor(),
+                                                             platform.machine()):
+                    found["name"] = value.strip()
+                elif key in ("flags", "Features") and not found["flags"]:
+                    found["flags"] = value.strip()
+                if found["flags"] and key == "":  # the first processor's block ends
+                    break
     except OSError:
         pass
+    return found
+
+
+@functools.lru_cache(maxsize=1)
+def _static() -> dict[str, str]:
+    blas = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
     return {"torch": str(torch.__version__), "blas": blas.group(1) if blas else "unknown",
-            "cpu": f"{cpu} ({torch.backends.cpu.get_cpu_capability()})"}
+            "cpu": f"{cpu_info()['name']} ({torch.backends.cpu.get_cpu_capability()})"}
 
 
 def describe(backend: str | None) -> dict[str, object]:
@@ -65,7 +80,7 @@ def describe(backend: str | None) -> dict[str, object]:
     return {"threads": torch.get_num_threads(), "backend": backend, **_static()}
 
 
-def differences(saved: dict[str, object] | None, current: dict[str, object]) -> list[str]:
+def changed_terms(saved: dict[str, object] | None, current: dict[str, object]) -> list[str]:
     """`threads 2 there, 1 now` for each setting of the computation that differs (what a
     resume under other terms changes: its result is not bit-identical to an uninterrupted
     run's). A checkpoint written before hosts were recorded has none to compare."""

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from arnn.errors import invalid
-from arnn.recurrence import recurrence
+from arnn.recurrence import BACKENDS, backend_function, reference_steps
 
 
 class AntisymmetricMatrix(nn.Module):
@@ -90,27 +90,24 @@ class _AntisymmetricFamily(RecurrentCell):
     def recurrent_matrix(self) -> Tensor:
         raise NotImplementedError
 
+    def _states(self, x: Tensor, h0: Tensor | None, last_only: bool) -> Tensor:
+        """The recurrence by this cell's backend: a resolved name is looked up in the table
+        (models are built with one, arnn.build); `auto` is resolved for x's device."""
+        function = BACKENDS.get(self.backend) or backend_function(self.backend, x.device)[1]
+        h0 = x.new_zeros(x.shape[0], self.hidden_size) if h0 is None else h0
+        return function(x, self.weight_ih, self.bias, self.recurrent_matrix(), h0, self.eps,
+                        self.gated, last_only)
+
     def forward(self, x: Tensor, h0: Tensor | None = None) -> Tensor:
-        return recurrence(
-            x, self.weight_ih, self.bias, self.recurrent_matrix(), self.eps, self.gated, h0,
-            self.backend,
-        )
+        return self._states(x, h0, last_only=False)
 
     def last_state(self, x: Tensor) -> Tensor:
-        return recurrence(x, self.weight_ih, self.bias, self.recurrent_matrix(), self.eps,
-                          self.gated, None, self.backend, last_only=True)
+        return self._states(x, None, last_only=True)
 
     def step_states(self, x: Tensor) -> list[Tensor]:
-        matrix = self.recurrent_matrix()
-        h = x.new_zeros(x.shape[0], self.hidden_size)
-        states = []
-        for t in range(x.shape[1]):
-            h = recurrence(
-                x[:, t : t + 1], self.weight_ih, self.bias, matrix, self.eps, self.gated, h,
-                "reference",
-            )[0]
-            states.append(h)
-        return states
+        h0 = x.new_zeros(x.shape[0], self.hidden_size)
+        return reference_steps(x, self.weight_ih, self.bias, self.recurrent_matrix(), self.eps,
+                               self.gated, h0)
 
 
 class AntisymmetricRNNCell(_AntisymmetricFamily):

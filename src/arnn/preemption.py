@@ -17,9 +17,8 @@ import threading
 from pathlib import Path
 from typing import Any, NoReturn
 
-from arnn.loop import Loop
+from arnn.record import Recorder
 from arnn.results import Status
-from arnn.storage import Folder
 
 log = logging.getLogger("arnn")
 
@@ -60,25 +59,36 @@ class SignalCatcher:
             raise KeyboardInterrupt
 
 
-def hand_over(loop: Loop, signals: SignalCatcher, run_dir: Folder) -> NoReturn:
+def hand_over(recorder: Recorder, signals: SignalCatcher) -> NoReturn:
     """After a stop signal, with the checkpoint written: under SLURM (submitit's handler for the
     signal) record the requeue and let submitit requeue the job and exit; otherwise record the
     interruption and exit with 128 + the signal's number."""
     signum = signals.signum
     assert signum is not None
-    name = signal.Signals(signum).name
+    name, step = signal.Signals(signum).name, recorder.loop.step
     handler = signals.framework_handler(signum)
     if handler is not None:
-        loop.requeues += 1
-        loop.result(Status.REQUEUED).write(run_dir)
+        recorder.requeues += 1
+        recorder.write(Status.REQUEUED)
         log.warning("%s at step %d: checkpoint saved; handing over to submitit to requeue "
-                    "(requeue %d)", name, loop.step, loop.requeues)
+                    "(requeue %d)", name, step, recorder.requeues)
         handler(signum, None)  # requeues the job and exits
         raise RuntimeError(f"{name}: submitit's handler returned without requeueing the job")
-    loop.result(Status.INTERRUPTED).write(run_dir)
-    log.warning("%s at step %d: checkpoint saved; start the same command again to resume",
-                name, loop.step)
+    recorder.write(Status.INTERRUPTED)
+    log.warning("%s at step %d: checkpoint saved in %s; %s continues the run from there", name,
+                step, recorder.folder.path, _same_command())
     raise SystemExit(128 + signum)
+
+
+def _same_command() -> str:
+    """How to continue: the same command, or for a sweep's job the same sweep command in the
+    same sweep directory (a sweep directory named by the clock is a new one each time)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return f"the same sweep command with hydra.sweep.dir={HydraConfig.get().sweep.dir}"
+    return "the same command"
 
 
 def uses_submitit(args: list[str], config_dir: Path) -> bool:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from arnn.config import compose_config, default_config_dir, preset_for
 from arnn.data.tasks import DATASETS
 from arnn.models import CELLS
+from arnn.schema import compose_config, default_config_dir, preset_for
 
 HEADER = ("| model | task | optimizer | lr | eps | gamma | sigma_w | steps | "
           "where the values come from |")
@@ -37,7 +37,7 @@ def preset_table(config_dir: Path | None = None) -> str:
     for dataset in DATASETS:
         for model in CELLS:
             cfg = compose_config([f"model={model}", f"dataset={dataset}"], config_dir)
-            used = preset_for(model, dataset)
+            used = preset_for(config_dir, model, dataset)
             source = provenance(config_dir / "preset" / f"{used}.yaml")
             if used != f"{model}_{dataset}":
                 source = f"{used}'s preset (no file of its own; {used}: {source})"

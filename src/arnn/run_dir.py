@@ -8,28 +8,29 @@ Layout: results.json, checkpoints/last.pt, TensorBoard event files, the dataset'
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
-
 from arnn import host
 from arnn.build import build
-from arnn.checkpoint import BEST_CHECKPOINT, CHECKPOINT, load_checkpoint, max_checkpoint_bytes
-from arnn.config import validate
+from arnn.checkpoint import BEST_CHECKPOINT, CHECKPOINT
+from arnn.diagnostics import diagnostics
 from arnn.errors import ConfigError, UserError, invalid
-from arnn.identity import check_same_run, fingerprint
-from arnn.loop import Checkpoints, Hook, Loop
+from arnn.identity import check_same_run
+from arnn.loop import Hook, Loop
 from arnn.monitor import Monitor, hparams_of
 from arnn.points import seed_value
 from arnn.preemption import SignalCatcher, hand_over
+from arnn.record import Recorder
 from arnn.results import ACCURACIES, RESULTS_FILE, RunResult, Status
-from arnn.stability import stability_warning
-from arnn.state import TrainingState
-from arnn.storage import DirLock, Folder, check_run_dir, remove_stale_temporaries
+from arnn.spec import RunSpec
+from arnn.stability import stability_report, stability_warning
+from arnn.state import Checkpoints, TrainingState
+from arnn.storage import LOCK_FILE, DirLock, Folder, check_run_dir, remove_stale_temporaries
 
 log = logging.getLogger("arnn")
 
@@ -82,13 +83,14 @@ def plan(previous: RunResult | None, has_checkpoint: bool, steps: int, resume: s
     return Resume() if resume != "never" and has_checkpoint else Fresh()
 
 
-def record_failure(run_dir: Folder, error: BaseException, config: dict[str, Any],
-                   loop: Loop | None = None) -> None:
+def record_failure(run_dir: Folder, error: BaseException, identity: dict[str, Any],
+                   recorder: Recorder | None = None) -> None:
     """The one way a failure is recorded: results.json `failed` with the error, the loop's
     record when the run had a state of its own, else one naming its settings. A write that
     fails is logged; the error the caller raises stays the one the user sees."""
-    result = (loop.result(Status.FAILED, f"{type(error).__name__}: {error}") if loop is not None
-              else RunResult.failed(config, error))
+    error_text = f"{type(error).__name__}: {error}"
+    result = (recorder.result(Status.FAILED, error_text) if recorder is not None
+              else RunResult.failed(identity, error))
     try:
         result.write(run_dir)
     except UserError as write_error:
@@ -96,72 +98,108 @@ def record_failure(run_dir: Folder, error: BaseException, config: dict[str, Any]
 
 
 @contextmanager
-def failures_recorded(run_dir: Folder, loop: Loop) -> Iterator[None]:
+def failures_recorded(run_dir: Folder, recorder: Recorder) -> Iterator[None]:
     """Any exception inside leaves results.json `failed`, and goes on."""
     try:
         yield
     except (Exception, KeyboardInterrupt) as e:
-        record_failure(run_dir, e, loop.identity, loop)
+        record_failure(run_dir, e, recorder.spec.identity, recorder)
         raise
 
 
-def run(cfg: DictConfig, run_dir: str | Path, on_start: Callable[[Folder], None] | None = None,
-        hooks: Iterable[Hook] = ()) -> float | None:
+@dataclass
+class Prepared:
+    """A run built and, to continue, restored: everything it needs before it takes its
+    directory over."""
+
+    loop: Loop
+    checkpoints: Checkpoints
+    recorder: Recorder
+    state: TrainingState | None  # the checkpoint's, when continuing
+
+
+def run(spec: RunSpec, run_dir: str | Path, on_start: Callable[[Folder], None] | None = None,
+        hooks: Iterable[Hook] = (), new_dir: bool = False) -> float | None:
     """Train and evaluate one configuration in `run_dir`; returns the best validation accuracy
     (what a sweeper maximises: never a test number; None without a validation split).
 
-    Bad values raise ConfigError before anything is written. The run holds the directory's lock
-    while it works: a second process on it raises RunDirBusy and changes nothing. It then reads
-    and checks everything it needs (record, dataset, checkpoint) before it takes the directory
-    over: `on_start` (the Hydra entry writes .hydra/ then), the `running` record. A run refused
-    before that leaves an existing record and checkpoint byte for byte as they were; in a new
-    directory it records the failure so that a sweep lists the job. `hooks` are called after
-    every step.
+    The run holds the directory's lock while it works: a second process on it raises
+    RunDirBusy and changes nothing. It then reads and checks everything it needs (record,
+    dataset, checkpoint) before it takes the directory over: `on_start` (the Hydra entry writes
+    .hydra/ then), the `running` record. A run refused before that leaves an existing record
+    and checkpoint byte for byte as they were; in a new directory it records the failure so
+    that a sweep lists the job. `hooks` are called after every step.
     """
-    validate(cfg)
     run_dir = Path(run_dir)
     check_run_dir(run_dir)
-    if cfg.train.resume == "must" and not (run_dir / CHECKPOINT).is_file():
+    if spec.train.resume == "must" and not (run_dir / CHECKPOINT).is_file():
         raise ConfigError(f"train.resume='must' but there is no checkpoint at "
                           f"{run_dir / CHECKPOINT}")
+    taken: list[bool] = []
+
+    def start(folder: Folder) -> None:
+        taken.append(True)
+        (on_start or (lambda folder: None))(folder)
+
     with Folder(run_dir) as folder, DirLock(folder):
         for tmp in remove_stale_temporaries(run_dir):
             log.info("removed %s, left by a write that was killed", tmp)
-        return _run_locked(cfg, folder, on_start or (lambda folder: None), hooks)
+        try:
+            return _run_locked(spec, folder, start, hooks, new_dir)
+        except UserError:
+            if new_dir and not taken:
+                _remove_new_dir(folder)
+            raise
 
 
-def _run_locked(cfg: DictConfig, folder: Folder, on_start: Callable[[Folder], None],
-                hooks: Iterable[Hook]) -> float | None:
-    identity, run_dir = fingerprint(cfg), folder.path
+def _remove_new_dir(folder: Folder) -> None:
+    """A directory made for a run that was refused before it took it over: its lock and job
+    log removed, then the directory if nothing else is in it."""
+    for name in (LOCK_FILE, "train.log"):
+        try:
+            os.unlink(name, dir_fd=folder.fd)
+        except FileNotFoundError:
+            pass
+    try:
+        folder.path.rmdir()
+    except OSError:
+        pass
+
+
+def _run_locked(spec: RunSpec, folder: Folder, on_start: Callable[[Folder], None],
+                hooks: Iterable[Hook], new_dir: bool) -> float | None:
+    run_dir, steps, resume = folder.path, spec.train.steps, spec.train.resume
     previous = RunResult.read(run_dir)
-    if previous is not None and previous.status.finished and cfg.train.resume != "never":
-        check_same_run(run_dir / RESULTS_FILE, previous.config, identity)
-    todo = plan(previous, (run_dir / CHECKPOINT).is_file(), cfg.train.steps, cfg.train.resume,
-                run_dir)
+    if previous is not None and previous.status.finished and resume != "never":
+        check_same_run(run_dir / RESULTS_FILE, previous.config, spec.identity)
+    todo = plan(previous, (run_dir / CHECKPOINT).is_file(), steps, resume, run_dir)
     if isinstance(todo, Refuse):
         raise todo.error
     if isinstance(todo, Skip):
-        log.info("%s: already %s, not trained again", run_dir, previous.status)
+        log.info("%s: already %s at step %d, not trained again (train.resume=never trains it "
+                 "anew; a larger train.steps extends it)", run_dir, previous.status,
+                 previous.steps)
+        _report_end(previous, run_dir)
         return objective(previous)
     if isinstance(todo, Extend):
-        log.info("%s: extending from %d to %d steps", run_dir, todo.from_steps, cfg.train.steps)
+        log.info("%s: extending from %d to %d steps", run_dir, todo.from_steps, steps)
     try:
-        loop, state = _prepare(cfg, run_dir, todo, identity, previous, hooks)
+        prepared = _prepare(spec, folder, todo, previous, hooks)
     except (Exception, KeyboardInterrupt) as e:
         # A new directory keeps the failure for sweeps to list (a bad value: the entry does).
-        if previous is None and not isinstance(e, ConfigError):
+        if previous is None and not new_dir and not isinstance(e, ConfigError):
             on_start(folder)
-            record_failure(folder, e, identity)
+            record_failure(folder, e, spec.identity)
         raise
     on_start(folder)
-    checkpoints = Checkpoints(folder)
-    with failures_recorded(folder, loop):
-        if state is not None:
-            checkpoints.reconcile(state, _max_bytes(loop, cfg))
-        loop.result(Status.RUNNING).write(folder)
-        result = _fit(loop, cfg, checkpoints)
+    with failures_recorded(folder, prepared.recorder):
+        if prepared.state is not None:
+            prepared.checkpoints.reconcile(prepared.state)
+        prepared.recorder.write(Status.RUNNING)
+        prepared.loop.task.save_artifacts(folder)  # pMNIST: its permutation
+        result = _fit(prepared, spec)
     result.write(folder)
-    _report_end(result)
+    _report_end(result, run_dir)
     return objective(result)
 
 
@@ -173,58 +211,54 @@ def objective(result: RunResult) -> float | None:
     return seed_value(result.status, result.best_val_accuracy) if result.num_val else None
 
 
-def _prepare(cfg: DictConfig, run_dir: Path, todo: Plan, identity: dict[str, Any],
-             previous: RunResult | None, hooks: Iterable[Hook]
-             ) -> tuple[Loop, TrainingState | None]:
-    """The loop, built (the dataset read) and, to continue, restored from the checkpoint (also
-    returned); reads only."""
-    loop = Loop(build(cfg), cfg, identity,
-                requeues=previous.requeues if previous is not None else 0, hooks=hooks)
-    _report_stability(loop, cfg)
+def _prepare(spec: RunSpec, folder: Folder, todo: Plan, previous: RunResult | None,
+             hooks: Iterable[Hook]) -> Prepared:
+    """The run built (the dataset read) and, to continue, restored from its checkpoint; reads
+    only."""
+    parts = build(spec)
+    loop = Loop(parts, spec, hooks, diagnostics(spec, parts.model, parts.task))
+    stability = stability_report(parts.model.cell, parts.task.seq_len)
+    _report_stability(stability, parts.model.cell, spec)
+    checkpoints = Checkpoints(folder, parts.model, parts.task.num_train, spec.train.steps)
+    recorder = Recorder(spec, loop, folder, previous.requeues if previous is not None else 0,
+                        stability)
     if not isinstance(todo, Resume | Extend):
-        return loop, None
-    path = run_dir / CHECKPOINT
-    raw = load_checkpoint(path, _max_bytes(loop, cfg))
-    check_same_run(path, raw.get("fingerprint", {}), identity)
-    state = TrainingState.from_dict(path, raw, cfg.train.steps)
+        return Prepared(loop, checkpoints, recorder, None)
+    path = folder.path / CHECKPOINT
+    state = checkpoints.load(spec.identity, spec.train.steps)
     loop.restore(path, state)
     log.info("resumed from %s at step %d", path, loop.step)
-    changed = host.differences(state.host, host.describe(loop.backend))
+    changed = host.changed_terms(state.host, host.describe(spec.backend))
     if changed:
         log.warning("%s was written on other terms (%s): the result will not be bit-identical "
                     "to an uninterrupted run's", path, "; ".join(changed))
-    return loop, state
+    return Prepared(loop, checkpoints, recorder, state)
 
 
-def _max_bytes(loop: Loop, cfg: DictConfig) -> int:
-    return max_checkpoint_bytes(loop.model, loop.task.num_train, cfg.train.steps)
-
-
-def _report_stability(loop: Loop, cfg: DictConfig) -> None:
-    if loop.stability is None:
+def _report_stability(report: Any, cell: Any, spec: RunSpec) -> None:
+    if report is None:
         return
-    log.info("%s", loop.stability.line())
-    warning = stability_warning(loop.model.cell, loop.stability, cfg.model.gamma,
-                                cfg.model.sigma_w)
+    log.info("%s", report.line())
+    warning = stability_warning(cell, report, spec.cfg.model.gamma, spec.cfg.model.sigma_w)
     if warning is not None:
         log.warning("%s", warning)
 
 
-def _fit(loop: Loop, cfg: DictConfig, checkpoints: Checkpoints) -> RunResult:
-    run_dir = checkpoints.run_dir
-    with Monitor(run_dir, cfg.train.steps, loop.step) as monitor:
+def _fit(prepared: Prepared, spec: RunSpec) -> RunResult:
+    loop, recorder = prepared.loop, prepared.recorder
+    with Monitor(recorder.folder, spec.train.steps, loop.step) as monitor:
         with SignalCatcher() as signals:
-            status = loop.fit(monitor, checkpoints, stop=signals.caught)
+            status = loop.fit(monitor, prepared.checkpoints, stop=signals.caught)
             if status is Status.INTERRUPTED:
-                hand_over(loop, signals, run_dir)
-        result = loop.result(status)
-        monitor.hparams(hparams_of(cfg),
+                hand_over(recorder, signals)
+        result = recorder.result(status)
+        monitor.hparams(hparams_of(spec.cfg),
                         {f"hparams/{name}": getattr(result, name) or 0.0 for name in ACCURACIES},
                         loop.step)
     return result
 
 
-def _report_end(result: RunResult) -> None:
+def _report_end(result: RunResult, run_dir: Path) -> None:
     if result.status is Status.DIVERGED:
         log.warning("diverged at step %s: %s (last finite loss %s); best test accuracy %s",
                     result.diverged_step, result.divergence, result.last_finite_loss,
@@ -237,3 +271,4 @@ def _report_end(result: RunResult) -> None:
         log.info("best validation accuracy %.4f at step %d: test accuracy there %.4f (%s)",
                  result.best_val_accuracy, result.best_val_step,
                  result.test_accuracy_at_best_val, BEST_CHECKPOINT)
+    log.info("results in %s", run_dir)

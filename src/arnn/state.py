@@ -1,4 +1,5 @@
-"""A run's training state: what checkpoints/last.pt holds and what is checked when it is read.
+"""A run's training state and its checkpoint pair: what checkpoints/last.pt and best.pt hold,
+how large they may be, and what is checked when they are read.
 
 The keys are the fields of `TrainingState`, listed once: the loop saves one, and a checkpoint is
 read back into one only when every field has the type and range a run writes. What a run reports
@@ -10,15 +11,32 @@ two never describe different timelines.
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from arnn.checkpoint import UNTOUCHED, CheckpointError, check_compatible, restore_rng
+from arnn.checkpoint import (
+    BEST_CHECKPOINT,
+    CHECKPOINT,
+    UNTOUCHED,
+    CheckpointError,
+    check_compatible,
+    load_checkpoint,
+    max_checkpoint_bytes,
+    restore_rng,
+    save_atomic,
+)
+from arnn.identity import check_same_run
+from arnn.results import evaluation_summary
+from arnn.storage import Folder
 from arnn.window import StepWindow
+
+log = logging.getLogger("arnn")
 
 VERSION = 3  # 1: before validation splits; 2: with a separate best/last/validation record
 # Keys of versions 1 and 2 that are derived from `evaluations` now: read and ignored.
@@ -83,10 +101,12 @@ class TrainingState:
         check_compatible(path, self.model, parts.model)
         if self.best_model is not None:
             check_compatible(path, self.best_model, parts.model)
+        configured = [{k: v for k, v in g.items() if k != "params"}
+                       for g in parts.optimizer.param_groups]
         try:
             parts.model.load_state_dict(self.model)
             parts.optimizer.load_state_dict(self.optimizer)
-            _check_optimizer_state(parts.optimizer)
+            _check_optimizer_state(parts.optimizer, configured)
             parts.sampler.load_state_dict(self.sampler)
             parts.task.load_state_dict(self.task)
             restore_rng(self.rng)
@@ -96,9 +116,18 @@ class TrainingState:
                                   f"({type(e).__name__}: {e}); {UNTOUCHED}") from None
 
 
-def _check_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
-    """Every per-weight buffer (momentum, Adagrad's sum, Adam's moments) has its weight's shape
-    and dtype: torch's load_state_dict accepts any, and training would fail or go wrong later."""
+def _check_optimizer_state(optimizer: torch.optim.Optimizer,
+                           configured: list[dict[str, Any]]) -> None:
+    """The optimizer's settings are the configuration's (torch's load_state_dict takes a
+    file's lr, momentum or `maximize` over them: the run would train by the file while its
+    record says the configuration), and every per-weight buffer (momentum, Adagrad's sum,
+    Adam's moments) has its weight's shape and dtype (load_state_dict accepts any, and training
+    would fail or go wrong later)."""
+    for group, wanted in zip(optimizer.param_groups, configured, strict=True):
+        for key in wanted.keys() & group.keys():
+            if _plain(group[key]) != _plain(wanted[key]):
+                raise ValueError(f"its optimizer has {key}={group[key]!r:.40}, the configuration "
+                                 f"{wanted[key]!r:.40}")
     for group in optimizer.param_groups:
         for param in group["params"]:
             for name, value in optimizer.state.get(param, {}).items():
@@ -112,7 +141,71 @@ def _check_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
                                      f"{tuple(param.shape)}")
 
 
+def _plain(value: Any) -> Any:
+    """A setting compared by value (tuples and lists alike)."""
+    return list(value) if isinstance(value, tuple) else value
+
+
 def _number(value: Any, low: float = -1e300, high: float = 1e300) -> bool:
     """A finite number in [low, high] (an integer too large for a float is compared as one)."""
     return (isinstance(value, int | float) and not isinstance(value, bool)
             and (isinstance(value, int) or math.isfinite(value)) and low <= value <= high)
+
+
+class Checkpoints:
+    """A run directory's checkpoint pair: last.pt (the whole state) and best.pt (the model at
+    the best validation accuracy, with that step and its accuracies), both at most `max_bytes`
+    (what the run's model can make). best.pt is written only together with last.pt, from the
+    state last.pt holds: the two never describe different timelines."""
+
+    def __init__(self, run_dir: Folder, model: torch.nn.Module, num_train: int,
+                 steps: int) -> None:
+        self.run_dir = run_dir
+        self.max_bytes = max_checkpoint_bytes(model, num_train, steps)
+        self.best_saved: int | None = None  # the step best.pt holds, once known
+
+    def load(self, identity: dict[str, Any], max_step: int) -> TrainingState:
+        """last.pt's state, refused (CheckpointError naming it) when it is another run's."""
+        path = self.run_dir.path / CHECKPOINT
+        raw = load_checkpoint(path, self.max_bytes)
+        check_same_run(path, raw.get("fingerprint", {}), identity)
+        return TrainingState.from_dict(path, raw, max_step)
+
+    def save(self, state: TrainingState) -> None:
+        save_atomic(state.to_dict(), self.run_dir, CHECKPOINT)
+        best = evaluation_summary(state.evaluations)
+        if state.best_model is not None and best["best_val_step"] != self.best_saved:
+            save_atomic({"version": state.version, "fingerprint": state.fingerprint,
+                         "step": best["best_val_step"], "model": state.best_model,
+                         "val_accuracy": best["best_val_accuracy"],
+                         "test_accuracy": best["test_accuracy_at_best_val"]},
+                        self.run_dir, BEST_CHECKPOINT)
+            self.best_saved = best["best_val_step"]
+
+    def reconcile(self, state: TrainingState) -> None:
+        """After a resume: best.pt must be the best of the evaluations kept. One written by a
+        timeline the resume discarded (a kill between checkpoints) is written again from
+        last.pt, or removed when last.pt (of an older version) does not hold that state."""
+        best = evaluation_summary(state.evaluations)
+        path = self.run_dir.path / BEST_CHECKPOINT
+        saved = None
+        if os.path.lexists(path):
+            try:
+                saved = load_checkpoint(path, self.max_bytes)
+            except CheckpointError:
+                pass
+        wanted = (best["best_val_step"], best["best_val_accuracy"],
+                  best["test_accuracy_at_best_val"])
+        if saved is not None and (saved.get("step"), saved.get("val_accuracy"),
+                                  saved.get("test_accuracy")) == wanted:
+            self.best_saved = best["best_val_step"]
+            return
+        if best["best_val_step"] is not None and state.best_model is not None:
+            self.save(state)
+            log.info("%s written again for step %s (the one found was not the best of the "
+                     "evaluations kept)", path, best["best_val_step"])
+        elif os.path.lexists(path):
+            os.unlink(BEST_CHECKPOINT.name, dir_fd=self.run_dir.sub(BEST_CHECKPOINT.parent.name).fd)
+            log.warning("removed %s: it did not hold the best validation state of the "
+                        "evaluations kept, and %s cannot give it", path, CHECKPOINT)
+

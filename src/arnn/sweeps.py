@@ -18,10 +18,10 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from arnn.config import composition_error
 from arnn.errors import UserError, exit_with, one_line
-from arnn.identity import differences, fingerprint
+from arnn.identity import changed_settings, fingerprint
 from arnn.results import RunResult
+from arnn.schema import composition_error
 from arnn.storage import SWEEP_LOCK_FILE, DirLock, Folder
 
 MULTIRUN_FILE = "multirun.yaml"
@@ -105,7 +105,7 @@ def launch_problem(job_return: Any, result: RunResult | None) -> str | None:
     if job_return.status is not JobStatus.COMPLETED:
         return f"the job failed: {one_line(job_return._return_value)}"
     if result is not None:
-        diff = differences(result.config, fingerprint(job_return.cfg))
+        diff = changed_settings(result.config, fingerprint(job_return.cfg))
         if diff:
             return f"its results.json is another configuration's ({'; '.join(diff[:3])})"
     return None

@@ -12,24 +12,29 @@ from pathlib import Path
 
 from arnn.bench.steps import device_name, ms_per_call, training_step
 from arnn.build import build
-from arnn.config import compose_config
-from arnn.identity import fingerprint
-from arnn.loop import Checkpoints, Loop
+from arnn.diagnostics import diagnostics
+from arnn.loop import Loop
 from arnn.monitor import Monitor
+from arnn.schema import compose_config
+from arnn.spec import RunSpec
+from arnn.state import Checkpoints
 from arnn.storage import Folder
 
 
 def _loop_for(overrides: list[str], total: int) -> Loop:
     cfg = compose_config([*overrides, f"train.steps={total}", f"train.eval_every={total}",
                           f"train.checkpoint_every={total}"])
-    return Loop(build(cfg), cfg, fingerprint(cfg))
+    spec = RunSpec.of(cfg)
+    parts = build(spec)
+    return Loop(parts, spec, diagnostics=diagnostics(spec, parts.model, parts.task))
 
 
 def _fit_ms(loop: Loop, run_dir: Path) -> float:
     """Milliseconds of `loop.fit` to its train.steps in `run_dir`."""
-    with Folder(run_dir) as folder, Monitor(folder, loop.cfg.train.steps, 0) as monitor:
+    with Folder(run_dir) as folder, Monitor(folder, loop.steps, 0) as monitor:
         status = []
-        elapsed = ms_per_call(lambda: status.append(loop.fit(monitor, Checkpoints(folder))), 1,
+        checkpoints = Checkpoints(folder, loop.model, loop.task.num_train, loop.steps)
+        elapsed = ms_per_call(lambda: status.append(loop.fit(monitor, checkpoints)), 1,
                               loop.parts.device)
     if status != ["completed"]:  # a run cut short would time fewer steps than asked
         raise RuntimeError(f"the timed run {status} at step {loop.step}: lower the lr")

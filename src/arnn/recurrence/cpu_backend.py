@@ -1,12 +1,12 @@
-"""The `cpu` backend: the recurrence's time loop in compiled code (cpu_kernel.cpp), forward and
-backward, each batch row's whole sequence on one thread.
+"""The `cpu` backend: the recurrence's time loop in compiled code (cpu_kernel.cpp, built by
+cpu_build), forward and backward, each batch row's whole sequence on one thread.
 
-The kernel is plain C++ (no PyTorch headers): compiled once per machine with the system's C++
-compiler (`$CXX`, else g++ or c++) for the CPU it runs on (`-march=native`), cached under
-`$ARNN_CACHE_DIR` (default `~/.cache/arnn`) by a digest of its source, the flags, the compiler's
-version and the CPU, and loaded with ctypes; a compile takes about 2 s, a cached load
-milliseconds. Without a compiler, or if it fails, `available()` is False with the reason, and
-the recurrence uses the torch backend instead, saying so once.
+The kernel reads raw pointers, so `cpu_recurrence` lets through only what it can read: CPU
+tensors (a CUDA or meta tensor's pointer is no host memory), float32 or float64 with every
+operand alike, and shapes that agree with each other; anything else is refused in one line
+naming the operand. Under CPU autocast the recurrence computes in float32 (autocast's lower
+precision would hand the kernel 16-bit buffers). Every buffer whose pointer the kernel reads is
+held by a local name for the length of the call.
 
 Threads: the batch rows are split between `torch.get_num_threads()` threads (train.threads),
 torch's own OpenMP threads (the kernel is linked with -fopenmp, and the runtime torch loaded is
@@ -17,120 +17,54 @@ not depend on the thread count; the input weights' gradients are summed per thre
 
 from __future__ import annotations
 
-import ctypes
-import hashlib
-import logging
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-from functools import lru_cache
-from pathlib import Path
-
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from arnn.recurrence.cpu_build import kernel
 from arnn.recurrence.torch_backend import matrix_gradient
 
-log = logging.getLogger("arnn")
-SOURCE = Path(__file__).with_name("cpu_kernel.cpp")
-FLAGS = ["-O3", "-march=native", "-ffp-contract=fast", "-fno-math-errno", "-std=c++17",
-         "-shared", "-fPIC", "-fopenmp"]
-
-
-def _compiler() -> str | None:
-    for name in (os.environ.get("CXX"), "g++", "c++"):
-        if name and shutil.which(name):
-            return shutil.which(name)
-    return None
-
-
-def _cache_dir() -> Path:
-    base = os.environ.get("ARNN_CACHE_DIR") or Path(
-        os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "arnn"
-    return Path(base) / "cpu_kernel"
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line for line in f if line.startswith("model name")), "") + (
-                platform.machine())
-    except OSError:
-        return platform.machine()
-
-
-def _build() -> Path:
-    """The compiled kernel for this machine: from the cache, or compiled into it (atomically:
-    processes compiling at once each rename a whole library into place)."""
-    compiler = _compiler()
-    if compiler is None:
-        raise RuntimeError("no C++ compiler (set CXX, or install g++)")
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True,
-                             timeout=30).stdout.split("\n")[0]
-    digest = hashlib.sha256("\0".join([SOURCE.read_text(), *FLAGS, version, _cpu_model()])
-                            .encode()).hexdigest()[:16]
-    target = _cache_dir() / digest / "libarnn_cpu.so"
-    if target.is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        built = Path(tmp) / target.name
-        proc = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", str(built)],
-                              capture_output=True, text=True, timeout=300)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{Path(compiler).name} failed: "
-                               f"{' '.join(proc.stderr.split())[:300]}")
-        os.replace(built, target)
-    return target
-
-
-@lru_cache(maxsize=1)
-def _library() -> ctypes.CDLL | str:
-    """The loaded kernel, or why there is none."""
-    try:
-        lib = ctypes.CDLL(str(_build()))
-    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
-        return str(e)
-    i, p, f, d = ctypes.c_int, ctypes.c_void_p, ctypes.c_float, ctypes.c_double
-    lib.arnn_forward_f32.argtypes = [i, i, i, i, p, p, p, p, i, p, f, p, p, i]
-    lib.arnn_backward_f32.argtypes = [i, i, i, i, p, p, p, f, p, p, p, p, i, p, i]
-    lib.arnn_forward_f64.argtypes = [i, i, i, i, p, p, d, p, p, i]
-    lib.arnn_backward_f64.argtypes = [i, i, i, i, p, p, p, d, p, p, p, i]
-    lib.arnn_matrix_gradient_f32.argtypes = [ctypes.c_long, i, p, p, p, i]
-    lib.arnn_tanh_f32.argtypes = lib.arnn_sigmoid_f32.argtypes = [p, p, ctypes.c_long]
-    return lib
-
-
-def available() -> bool:
-    return not isinstance(_library(), str)
-
-
-def unavailable_reason() -> str | None:
-    lib = _library()
-    return lib if isinstance(lib, str) else None
-
-
-def kernel() -> ctypes.CDLL:
-    lib = _library()
-    if isinstance(lib, str):
-        raise RuntimeError(f"the cpu backend is unavailable: {lib}")
-    return lib
+DTYPES = (torch.float32, torch.float64)
+FUSED_INPUTS = 8  # up to this many inputs per step, the kernel sums the input weights' grads
 
 
 def _ptr(t: Tensor) -> int:
     return t.data_ptr()
 
 
-def _suffix(dtype: torch.dtype) -> str:
-    if dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"the cpu backend computes in float32 or float64, not {dtype}")
-    return "f32" if dtype == torch.float32 else "f64"
+def check_operands(x: Tensor, weight_ih: Tensor, bias: Tensor, matrix: Tensor, h0: Tensor,
+                   gated: bool) -> None:
+    """Refuse, in one line, operands the kernel cannot read: another device, another dtype,
+    shapes that do not fit together."""
+    operands = {"x": x, "weight_ih": weight_ih, "bias": bias, "matrix": matrix, "h0": h0}
+    for name, t in operands.items():
+        if t.device.type != "cpu":
+            raise ValueError(f"the cpu backend computes on the CPU: {name} is on {t.device}; "
+                             "use backend auto, torch or triton for tensors there")
+    if not torch.is_autocast_enabled("cpu"):
+        for name, t in operands.items():
+            if t.dtype not in DTYPES or t.dtype != x.dtype:
+                raise TypeError(f"the cpu backend computes in float32 or float64 with every "
+                                f"operand alike: {name} is {t.dtype}, x {x.dtype}; use the "
+                                "torch backend for other dtypes")
+    if x.dim() != 3:
+        raise ValueError(f"the cpu backend: x must be (B, T, m), not {tuple(x.shape)}")
+    batch, _, m = x.shape
+    n = matrix.shape[0] if matrix.dim() == 2 else -1
+    kn = (2 if gated else 1) * n
+    expected = {"weight_ih": (kn, m), "bias": (kn,), "matrix": (n, n), "h0": (batch, n)}
+    for name, shape in expected.items():
+        if tuple(operands[name].shape) != shape or n < 0:
+            raise ValueError(f"the cpu backend: {name} is {tuple(operands[name].shape)}, not "
+                             f"{shape} (x {tuple(x.shape)}, matrix {tuple(matrix.shape)}"
+                             f"{', gated' if gated else ''})")
 
 
-FUSED_INPUTS = 8  # up to this many inputs per step, the kernel sums the input weights' grads
+def cpu_recurrence(x: Tensor, weight_ih: Tensor, bias: Tensor, matrix: Tensor, h0: Tensor,
+                   eps: float, gated: bool, last_only: bool) -> Tensor:
+    """The `cpu` backend (the contract of arnn.recurrence.Backend)."""
+    check_operands(x, weight_ih, bias, matrix, h0, gated)
+    return CpuRecurrence.apply(x, weight_ih, bias, matrix, h0, eps, gated, last_only)
 
 
 class CpuRecurrence(torch.autograd.Function):
@@ -143,6 +77,7 @@ class CpuRecurrence(torch.autograd.Function):
     projection of all steps is one matrix product before the loop, its gradient one after."""
 
     @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
     def forward(ctx, x: Tensor, weight_ih: Tensor, bias: Tensor, matrix: Tensor, h0: Tensor,
                 eps: float, gated: bool, last_only: bool = False):
         batch, steps, m = x.shape
@@ -172,21 +107,22 @@ class CpuRecurrence(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
+    @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, grad: Tensor):
         x_tm, weight_ih, matrix, states, acts = ctx.saved_tensors
         steps, batch, kn = acts.shape
         n, m, threads = matrix.shape[0], x_tm.shape[1], torch.get_num_threads()
         da = acts.new_empty(steps, batch, n)
         if ctx.last_only:  # dL/dh_T comes in through dh; no other state has a gradient
-            dh, grad_states = grad.contiguous().clone(), None
+            dh, grad_states = grad.to(acts.dtype).contiguous().clone(), None
         else:
-            dh, grad_states = acts.new_zeros(batch, n), grad.contiguous()
+            dh, grad_states = acts.new_zeros(batch, n), grad.to(acts.dtype).contiguous()
         fuse = acts.dtype == torch.float32 and m <= FUSED_INPUTS and not ctx.needs_input_grad[0]
         grad_pre = None if fuse else acts.new_empty(steps, batch, kn)
         dwb = acts.new_zeros(threads, m + 1, kn, dtype=torch.float64) if fuse else None
+        matrix_c = matrix.detach().to(acts.dtype).contiguous()  # held: the kernel reads it
         lib, gs = kernel(), None if grad_states is None else _ptr(grad_states)
-        common = (steps, batch, n, int(ctx.gated), gs, _ptr(acts),
-                  _ptr(matrix.detach().contiguous()), ctx.eps)
+        common = (steps, batch, n, int(ctx.gated), gs, _ptr(acts), _ptr(matrix_c), ctx.eps)
         if acts.dtype == torch.float32:
             lib.arnn_backward_f32(*common, None if fuse else _ptr(grad_pre), _ptr(da), _ptr(dh),
                                   _ptr(x_tm), m, _ptr(dwb) if fuse else None, threads)
@@ -198,7 +134,7 @@ class CpuRecurrence(torch.autograd.Function):
         else:
             flat = grad_pre.view(steps * batch, kn)
             grad_w, grad_b = flat.t() @ x_tm, flat.sum(dim=0)
-            grad_x = (flat @ weight_ih).view(steps, batch, m).transpose(0, 1)
+            grad_x = (flat @ weight_ih.to(acts.dtype)).view(steps, batch, m).transpose(0, 1)
         grad_matrix = None
         if ctx.needs_input_grad[3] and acts.dtype == torch.float32:
             total = torch.zeros(n, n, dtype=torch.float64)
@@ -218,14 +154,3 @@ def pointwise(name: str, x: Tensor) -> Tensor:
     out = torch.empty_like(x)
     getattr(kernel(), f"arnn_{name}_f32")(_ptr(x), _ptr(out), x.numel())
     return out
-
-
-def warn_unavailable() -> None:
-    """One line, once per process: the torch backend stands in."""
-    if not _warned:
-        _warned.append(True)
-        log.warning("the cpu backend is unavailable (%s): using the torch backend, the same "
-                    "computation, slower", unavailable_reason())
-
-
-_warned: list[bool] = []

@@ -31,3 +31,10 @@ def reference_steps(
             h = h + eps * torch.tanh(a + pre_x)
         states.append(h)
     return states
+
+
+def reference(x: Tensor, weight_ih: Tensor, bias: Tensor, matrix: Tensor, h0: Tensor, eps: float,
+              gated: bool, last_only: bool) -> Tensor:
+    """The `reference` backend: `reference_steps` stacked (T, B, n), or its last state."""
+    states = reference_steps(x, weight_ih, bias, matrix, eps, gated, h0)
+    return states[-1] if last_only else torch.stack(states)

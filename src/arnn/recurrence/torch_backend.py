@@ -83,3 +83,17 @@ class TorchRecurrence(torch.autograd.Function):
         if ctx.needs_input_grad[2]:
             grad_h0 = dh
         return grad_x, grad_matrix, grad_h0, None, None
+
+
+def project(x: Tensor, weight_ih: Tensor, bias: Tensor) -> Tensor:
+    """The input projection of every step as one matrix product, time-major: (T, B, k*n)."""
+    batch, steps, m = x.shape
+    x_proj = torch.addmm(bias, x.transpose(0, 1).reshape(steps * batch, m), weight_ih.t())
+    return x_proj.view(steps, batch, -1)
+
+
+def torch_recurrence(x: Tensor, weight_ih: Tensor, bias: Tensor, matrix: Tensor, h0: Tensor,
+                     eps: float, gated: bool, last_only: bool) -> Tensor:
+    """The `torch` backend (the contract of arnn.recurrence.Backend)."""
+    states = TorchRecurrence.apply(project(x, weight_ih, bias), matrix, h0, eps, gated)
+    return states[-1] if last_only else states

@@ -22,7 +22,7 @@ import triton.language as tl
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from arnn.recurrence.torch_backend import matrix_gradient
+from arnn.recurrence.torch_backend import matrix_gradient, project
 
 # Launch parameters; `tuning` overrides them (scripts/bench.py --tune tries variants).
 # block_b: batch rows per program (>= 16 uses tl.dot, fewer a reduction); hold: keep the matrix in
@@ -223,3 +223,10 @@ class TritonRecurrence(torch.autograd.Function):
             GATED=ctx.gated, **config
         )
         return grad_pre, matrix_gradient(da, states), dh0, None, None
+
+
+def triton_recurrence(x: Tensor, weight_ih: Tensor, bias: Tensor, matrix: Tensor, h0: Tensor,
+                      eps: float, gated: bool, last_only: bool) -> Tensor:
+    """The `triton` backend (the contract of arnn.recurrence.Backend)."""
+    states = TritonRecurrence.apply(project(x, weight_ih, bias), matrix, h0, eps, gated)
+    return states[-1] if last_only else states

@@ -12,10 +12,11 @@ from omegaconf import DictConfig, OmegaConf
 from arnn.bounded import load_yaml
 from arnn.build import build
 from arnn.checkpoint import CHECKPOINT, check_compatible, load_checkpoint, max_checkpoint_bytes
-from arnn.config import compose_config, register_configs
 from arnn.data import SequenceTask
+from arnn.dynamics import gradient_flow, plot_eigenvalues, plot_gradient_flow
 from arnn.errors import UserError, exit_with
-from arnn.figures import gradient_flow, plot_eigenvalues, plot_gradient_flow
+from arnn.schema import compose_config, register_configs
+from arnn.spec import RunSpec
 from arnn.stability import eigenvalues
 
 
@@ -29,7 +30,7 @@ def curves(configs: dict[str, tuple[DictConfig, Path | None]], batch: int,
         if data_dir is not None:
             cfg.data_dir = data_dir
         key = (OmegaConf.to_yaml(cfg.dataset), cfg.data_dir, cfg.device)
-        parts = build(cfg, tasks.get(key))
+        parts = build(RunSpec.of(cfg), tasks.get(key))
         task, model = tasks.setdefault(key, parts.task), parts.model
         if run_dir is not None:
             path = run_dir / CHECKPOINT
