@@ -22,7 +22,7 @@ LAYERS = [
     ["arnn.errors", "arnn.grid", "arnn.bounded", "arnn.report.paper", "arnn.host"],
     ["arnn.storage", "arnn.recurrence", "arnn.data.files", "arnn.window"],
     ["arnn.data.idx", "arnn.data.cifar", "arnn.data.task", "arnn.data.sampler", "arnn.results",
-     "arnn.models", "arnn.optimizers", "arnn.checkpoint"],
+     "arnn.models", "arnn.optimizers", "arnn.checkpoint", "arnn.inplace"],
     ["arnn.data.tasks", "arnn.points"],
     ["arnn.data", "arnn.registry"],
     ["arnn.identity"],

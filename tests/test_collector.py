@@ -12,7 +12,8 @@ from arnn.points import score
 from arnn.report.choose import best_per_task
 from arnn.report.jobs import collect
 from arnn.report.tables import csv_columns
-from hydra_plugins.arnn_halving_sweeper._impl import outcome, promote
+from arnn.sweeps import outcome
+from hydra_plugins.arnn_halving_sweeper._impl import promote
 from tests.fixtures import fake_job
 
 
@@ -147,7 +148,7 @@ def test_collector_ranks_the_deepest_rung_first(tmp_path):
     assert f"| {sweep / '1'} |" in md.split("## Best configuration per task")[1]
     assert "30 steps trained against 40 for the full grid (75.0%)" in md
     rows = list(csv.DictReader(open(sweep / "results.csv")))
-    assert rows[0]["rung"] == "0" and rows[1]["rung"] == "1"
+    assert rows[0]["rung"] == "1" and rows[1]["rung"] == "2"  # numbered from 1, as the log
 
 
 def test_the_paper_tables_report_the_test_accuracy_of_the_point_chosen(tmp_path):

@@ -23,9 +23,10 @@ import torch
 from arnn.checkpoint import CHECKPOINT
 from arnn.data.cifar import read_cifar_batch
 from arnn.data.idx import read_idx
+from arnn.halving_record import HalvingRecord, read_halving, write_halving
 from arnn.report.jobs import collect
 from arnn.report.tables import markdown
-from arnn.results import RunResult, read_halving, write_halving
+from arnn.results import RunResult
 from arnn.storage import Folder
 from tests import fuzz
 from tests.fixtures import (
@@ -353,8 +354,8 @@ def test_hostile_halving(tmp_path, name):
 
 def test_fuzz_halving(tmp_path):
     with Folder(tmp_path) as folder:
-        write_halving(folder, _halving_record())
-    assert read_halving(tmp_path) == _halving_record()
+        write_halving(folder, HalvingRecord.from_json(_halving_record()))
+    assert read_halving(tmp_path).to_json() == _halving_record()
     data = (tmp_path / "halving.json").read_bytes()
     refused = fuzz.fuzz_file(tmp_path, data, lambda p: read_halving(p.parent), 0, 30,
                              "halving.json")

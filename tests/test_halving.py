@@ -14,17 +14,13 @@ import torch
 
 from arnn.checkpoint import CHECKPOINT
 from arnn.collect import main as collect_main
+from arnn.halving_record import HalvingRecord, Outcome, write_halving
 from arnn.identity import fingerprint
 from arnn.report.jobs import collect
-from arnn.results import ResultsError, RunResult, Status, evaluation_summary, write_halving
+from arnn.results import ResultsError, RunResult, Status, evaluation_summary
 from arnn.storage import Folder
-from arnn.sweeps import budgets, earlier_budgets
-from hydra_plugins.arnn_halving_sweeper._impl import (
-    HalvingSweeperImpl,
-    outcome,
-    promote,
-    ranked,
-)
+from arnn.sweeps import budgets, earlier_budgets, outcome
+from hydra_plugins.arnn_halving_sweeper._impl import HalvingSweeperImpl, promote, ranked
 from tests.fixtures import (
     ROOT,
     SMALL,
@@ -47,14 +43,13 @@ def test_budgets_and_promotion():
     assert budgets(700, 3, 800) == [700, 800] and budgets(1000, 3, 1000) == [1000]
     assert earlier_budgets(100, 3, 1000) == [100, 300, 900, 1000]
     outcomes = {
-        0: {"status": "completed", "metric": 0.5}, 1: {"status": "diverged", "metric": 0.9},
-        2: {"status": "completed", "metric": 0.7}, 3: {"status": "failed", "metric": None},
-        4: {"status": "completed", "metric": 0.7}, 5: {"status": "missing", "metric": None},
+        0: Outcome("completed", 0.5), 1: Outcome("diverged", 0.9), 2: Outcome("completed", 0.7),
+        3: Outcome("failed"), 4: Outcome("completed", 0.7), 5: Outcome("missing"),
     }
     assert ranked(outcomes)[:3] == [2, 4, 0]  # ties by job number; diverged ranks last
     assert promote(outcomes, 2) == [2, 4, 0]
     assert promote(outcomes, 3) == [2, 4]
-    assert promote({0: {"status": "failed", "metric": None}}, 2) == []
+    assert promote({0: Outcome("failed")}, 2) == []
 
 
 
@@ -63,12 +58,10 @@ def test_a_seed_that_did_not_complete_counts_zero_in_its_points_mean():
     on, and a point's seeds go on together."""
     configs = [["optimizer.lr=0.1", "seed=0"], ["optimizer.lr=0.1", "seed=1"],
                ["optimizer.lr=0.3", "seed=0"], ["optimizer.lr=0.3", "seed=1"]]
-    outcomes = {0: {"status": "completed", "metric": 0.9},
-                1: {"status": "failed", "metric": None},
-                2: {"status": "completed", "metric": 0.6},
-                3: {"status": "completed", "metric": 0.5}}
+    outcomes = {0: Outcome("completed", 0.9), 1: Outcome("failed"),
+                2: Outcome("completed", 0.6), 3: Outcome("completed", 0.5)}
     assert promote(outcomes, 2, configs) == [2, 3]
-    outcomes[1] = {"status": "completed", "metric": 0.3}  # mean 0.6 now
+    outcomes[1] = Outcome("completed", 0.3)  # mean 0.6 now
     assert promote(outcomes, 2, configs) == [0, 1]
 
 
@@ -79,10 +72,11 @@ def test_a_sweep_begun_with_the_earlier_budgets_goes_on_with_them(tmp_path):
     configs = [["model.eps=0.1"], ["model.eps=1.0"]]
     begun = {"version": 1, "metric": "val_accuracy", "eta": 3, "min_steps": 100,
              "budgets": [100, 300, 900, 1000], "configs": configs, "rungs": []}
-    write_halving(Folder(tmp_path), begun)
+    write_halving(Folder(tmp_path), HalvingRecord.from_json(begun))
     record = sweeper._load_record(tmp_path, configs, budgets(100, 3, 1000))
-    assert record["budgets"] == [100, 300, 900, 1000]
-    write_halving(Folder(tmp_path), {**begun, "budgets": [100, 200, 1000]})
+    assert record.budgets == [100, 300, 900, 1000]
+    write_halving(Folder(tmp_path), HalvingRecord.from_json({**begun,
+                                                             "budgets": [100, 200, 1000]}))
     with pytest.raises(ResultsError, match="holds another halving sweep"):
         sweeper._load_record(tmp_path, configs, budgets(100, 3, 1000))
 
@@ -101,7 +95,7 @@ class _FakeLauncher:
         returns = []
         for overrides in batch:
             job = int(next(o for o in overrides if o.startswith("hydra.sweep.subdir=")
-                           ).split("=")[1])
+                           ).split("=")[1].strip("'"))
             steps = int(next(o for o in overrides if o.startswith("train.steps=")).split("=")[1])
             final, best = self.values[job]
             config = fingerprint(self.cfg)
@@ -123,13 +117,12 @@ def test_halving_promotes_by_the_metric_it_is_given(tmp_path, metric, promoted):
     values = {0: (0.5, 0.95), 1: (0.8, 0.8), 2: (0.4, 0.9), 3: (0.7, 0.7)}
     sweeper = HalvingSweeperImpl(None, min_steps=10, eta=2, metric=metric)
     sweeper.launcher = _FakeLauncher(tmp_path, values)
-    record = {"budgets": [10, 20], "configs": [[f"model.eps=0.{j + 1}"] for j in values],
-              "rungs": []}
+    record = HalvingRecord(metric, 2, 10, [10, 20], [[f"model.eps=0.{j + 1}"] for j in values])
     assert sweeper._run_rung(Folder(tmp_path), record, 0, list(values), []) == promoted
-    outcomes = record["rungs"][0]["outcomes"]
+    outcomes = record.rungs[0].outcomes
     column = {"val_accuracy": lambda v: v[0], "best_val_accuracy": lambda v: v[1],
               "test_accuracy": lambda v: 1 - v[0]}[metric]
-    assert {int(j): o["metric"] for j, o in outcomes.items()} == pytest.approx(
+    assert {j: o.metric for j, o in outcomes.items()} == pytest.approx(
         {j: column(v) for j, v in values.items()})
 
 
@@ -139,14 +132,14 @@ def test_a_record_of_another_configuration_or_a_failed_launch_is_a_failed_job(tm
     values = {0: (0.5, 0.5), 1: (0.99, 0.99), 2: (0.98, 0.98), 3: (0.4, 0.4)}
     sweeper = HalvingSweeperImpl(None, min_steps=10, eta=2, metric="val_accuracy")
     sweeper.launcher = _FakeLauncher(tmp_path, values, foreign=(1,), refused=(2,))
-    record = {"budgets": [10, 20], "configs": [[f"model.eps=0.{j + 1}"] for j in values],
-              "rungs": []}
+    record = HalvingRecord("val_accuracy", 2, 10, [10, 20],
+                           [[f"model.eps=0.{j + 1}"] for j in values])
     assert sweeper._run_rung(Folder(tmp_path), record, 0, list(values), []) == [0, 3]
-    outcomes = record["rungs"][0]["outcomes"]
-    assert outcomes["1"]["status"] == outcomes["2"]["status"] == "failed"
-    assert "another configuration's (seed: 99 there, 0 now)" in outcomes["1"]["error"]
-    assert "the job failed: refused" in outcomes["2"]["error"]
-    assert outcome(tmp_path / "1", "val_accuracy")["status"] == "completed"  # unlaunched: read
+    outcomes = record.rungs[0].outcomes
+    assert outcomes[1].status == outcomes[2].status == "failed"
+    assert "another configuration's (seed: 99 there, 0 now)" in outcomes[1].error
+    assert "the job failed: refused" in outcomes[2].error
+    assert outcome(tmp_path / "1", "val_accuracy").status == "completed"  # unlaunched: read
 
 
 def _halving(sweep, *extra, launcher=()):
@@ -198,7 +191,7 @@ def test_halving_sweep_end_to_end_and_rerun_trains_nothing(tmp_path):
     md = (sweep / "results.md").read_text()
     assert "80 steps trained against 160 for the full grid (50.0%)" in md
     jobs = collect([sweep]).jobs
-    assert {j.path.name: j.rung for j in jobs}[str(final)] == 2
+    assert {j.path.name: j.rung for j in jobs}[str(final)] == 3  # the third, numbered from 1
     assert f"| {sweep / str(final)} |" in md.split("## Best configuration per task")[1]
 
 

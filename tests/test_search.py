@@ -9,14 +9,16 @@ import re
 from importlib import metadata
 
 import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from packaging.requirements import Requirement
 from packaging.version import Version
 
 from arnn.identity import fingerprint
 from arnn.results import RunResult, Status, evaluation_summary
-from arnn.sweeps import budgets
-from hydra_plugins.arnn_optuna_sweeper._impl import TrialRunner, dirname, search_space, value_at
+from arnn.sweeps import RungSweeper, budgets
+from hydra_plugins.arnn_optuna_sweeper._study import dirname, search_space
+from hydra_plugins.arnn_optuna_sweeper._trials import TrialRunner, value_at
 from tests.fixtures import ROOT, SMALL, compose_cfg, fake_job, job_return, run_cli
 
 
@@ -30,11 +32,29 @@ def test_the_search_extra_installs_beside_sqlalchemy_2():
     assert "hydra-optuna-sweeper" not in {d.metadata["Name"] for d in metadata.distributions()}
 
 
+def _parsed(arguments):
+    return OverridesParser.create().parse_overrides(arguments)
+
+
+def _rung_sweeper(launcher=None, params=()):
+    """The shared rung machinery over a stand-in of Hydra's basic sweeper."""
+    class Basic:
+        hydra_context = type("Context", (), {"config_loader": None})()
+
+        def _parse_config(self):
+            return list(params)
+
+    sweeper = RungSweeper()
+    sweeper.basic, sweeper.launcher = Basic(), launcher
+    return sweeper
+
+
 def test_search_spaces_in_hydras_syntax():
-    space, fixed = search_space(["optimizer=choice(adam,sgd)", "optimizer.lr=tag(log, "
-                                 "interval(0.0001, 1.0))", "model.eps=interval(0.01, 0.1)",
-                                 "model.hidden_size=range(16, 64, 16)", "model.sigma_w=0,1,2",
-                                 "seed=3"])
+    space, fixed = search_space(_parsed(["optimizer=choice(adam,sgd)", "optimizer.lr=tag(log, "
+                                         "interval(0.0001, 1.0))",
+                                         "model.eps=interval(0.01, 0.1)",
+                                         "model.hidden_size=range(16, 64, 16)",
+                                         "model.sigma_w=0,1,2", "seed=3"]))
     assert space["optimizer"] == CategoricalDistribution(["adam", "sgd"])
     assert space["optimizer.lr"] == FloatDistribution(0.0001, 1.0, log=True)
     assert space["model.eps"] == FloatDistribution(0.01, 0.1)
@@ -42,7 +62,7 @@ def test_search_spaces_in_hydras_syntax():
     assert space["model.sigma_w"] == CategoricalDistribution([0, 1, 2])
     assert fixed == ["seed=3"]
     with pytest.raises(Exception, match="train.steps=10,20 is invalid"):
-        search_space(["train.steps=10,20"])
+        _rung_sweeper().overrides(["train.steps=10,20"])
 
 
 @pytest.mark.parametrize("space", sorted(p.stem for p in (ROOT / "conf/hparams_search").glob(
@@ -54,7 +74,7 @@ def test_every_search_space_shipped_parses(space):
     cfg = compose_cfg("hydra/sweeper=optuna", f"+hparams_search={group}",
                       return_hydra_config=True)
     params = cfg.hydra.sweeper.params
-    distributions, fixed = search_space([f"{k}={v}" for k, v in params.items()])
+    distributions, fixed = search_space(_parsed([f"{k}={v}" for k, v in params.items()]))
     assert set(distributions) | {f.split("=")[0] for f in fixed} == set(params)
     if space == "lstm_baseline":
         clip = distributions["train.grad_clip"]
@@ -117,10 +137,10 @@ def test_settings_proposed_again_are_judged_where_their_record_ends(tmp_path):
 
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.HyperbandPruner(
         min_resource=10, max_resource=90, reduction_factor=3))
-    runner = TrialRunner(Launcher(), tmp_path, [], [10, 30, 90], None)
+    runner = TrialRunner(_rung_sweeper(Launcher()), tmp_path, [], [10, 30, 90], None)
     trial = study.ask({"optimizer.lr": CategoricalDistribution([0.1])})
     assert runner.run(study, [trial]) == (0, 0)  # nothing trained, nothing failed
-    assert len(launched) == 1 and "train.steps=90" in launched[0]
+    assert launched == []  # its record answers: not launched again
     assert study.trials[0].state.name == "COMPLETE" and study.trials[0].value == 0.8
 
 
@@ -184,7 +204,7 @@ def test_a_study_it_cannot_use_is_one_line(tmp_path, case):
     if case == "old-study":
         (sweep / "optuna.db").write_bytes(b"SQLite format 3\x00" + bytes(100))
     elif case == "damaged-journal":
-        (sweep / "optuna.journal").write_text('{"op_code": 0}\nnot json\n')
+        (sweep / "optuna.journal").write_text(json.dumps(CREATE) + '\nnot json\n')
     elif case == "storage":
         extra = ["hydra.sweeper.storage=sqlite:///x.db"]
     else:
@@ -194,20 +214,55 @@ def test_a_study_it_cannot_use_is_one_line(tmp_path, case):
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), \
         proc.stderr[-3000:]
     assert {"old-study": "optuna.db is a study of Hydra's old Optuna sweeper",
-            "damaged-journal": "optuna.journal: line 2 is not an operation",
+            "damaged-journal": "optuna.journal: line 2: not an operation",
             "storage": "hydra.sweeper.storage='sqlite:///x.db' is invalid",
             "no-validation": "dataset.val_size=0 is invalid"}[case] in lines[0]
     assert not list(sweep.glob("*/results.json"))
 
 
-def test_a_torn_last_line_of_the_journal_is_dropped(tmp_path):
+CREATE = {"op_code": 0, "worker_id": "w", "study_name": "s", "directions": [2]}
+TRIAL = {"op_code": 4, "worker_id": "w", "study_id": 0, "datetime_start": None}
+
+
+def _journal(tmp_path, text):
     from arnn.storage import Folder
     from hydra_plugins.arnn_optuna_sweeper._journal import FolderJournal
 
-    (tmp_path / "optuna.journal").write_text(json.dumps({"op_code": 0}) + '\n{"op_co')
+    (tmp_path / "optuna.journal").write_text(text)
     with Folder(tmp_path) as folder:
-        journal = FolderJournal(folder)
-        assert list(journal.read_logs(0)) == [{"op_code": 0}]
-        journal.append_logs([{"op_code": 1}])
+        journal = FolderJournal(folder, (0.0, 1.0))
+        logs = list(journal.read_logs(0))
+        journal.append_logs([TRIAL])
         journal.close()
-    assert (tmp_path / "optuna.journal").read_text() == '{"op_code": 0}\n{"op_code":1}\n'
+    return logs, (tmp_path / "optuna.journal").read_text().splitlines()
+
+
+def test_a_torn_last_line_of_the_journal_is_dropped(tmp_path):
+    logs, lines = _journal(tmp_path, json.dumps(CREATE) + '\n{"op_co')
+    assert logs == [CREATE] and [json.loads(line) for line in lines] == [CREATE, TRIAL]
+
+
+def test_a_whole_last_line_without_its_newline_is_kept(tmp_path):
+    """A completed trial's last operation, written whole but for its newline, is a result:
+    kept (not cut away and the trial told FAIL)."""
+    done = {"op_code": 6, "worker_id": "w", "trial_id": 0, "state": 1, "values": [0.9],
+            "datetime_complete": None}
+    logs, lines = _journal(tmp_path, "\n".join(json.dumps(x) for x in (CREATE, TRIAL, done)))
+    assert logs == [CREATE, TRIAL, done]
+    assert [json.loads(line) for line in lines] == [CREATE, TRIAL, done, TRIAL]
+
+
+@pytest.mark.parametrize("bad,why", [
+    ({"op_code": 42, "worker_id": "w"}, "no operation"),
+    ({"op_code": True, "worker_id": "w"}, "not an operation"),
+    ({"op_code": 6, "worker_id": "w", "state": 1, "values": [0.5]}, "needs trial_id"),
+    ({"op_code": 6, "worker_id": "w", "trial_id": 0, "state": 1, "values": [5.0]}, "range"),
+    ({**TRIAL, "value": 1e999}, "range"),
+    ({**CREATE, "directions": [1]}, "maximises"),
+])
+def test_a_journal_line_no_study_of_ours_writes_is_refused(tmp_path, bad, why):
+    from hydra_plugins.arnn_optuna_sweeper._journal import StudyError
+
+    text = json.dumps(CREATE) + "\n" + json.dumps(bad).replace("Infinity", "1e999") + "\n"
+    with pytest.raises(StudyError, match=f"line 2: .*{why}"):
+        _journal(tmp_path, text)

@@ -21,17 +21,9 @@ import pytest
 from arnn import storage
 from arnn.checkpoint import CHECKPOINT, save_atomic
 from arnn.errors import UserError, one_line
+from arnn.inplace import LOCK_FILE, DirLock, RunDirBusy, RunLogHandler
 from arnn.results import RunResult
-from arnn.storage import (
-    LOCK_FILE,
-    DirLock,
-    Folder,
-    RunDirBusy,
-    RunLogHandler,
-    UnsafeRunDir,
-    WriteError,
-    write_atomic,
-)
+from arnn.storage import Folder, UnsafeRunDir, WriteError, write_atomic
 from tests.fixtures import (
     ROOT,
     SMALL,
@@ -418,7 +410,7 @@ def test_a_refused_run_never_removes_a_held_lock(tmp_path):
     stays, and stays held (a third run is told the directory is in use)."""
     run_dir = tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from arnn.storage import DirLock\n"
+        [sys.executable, "-c", "import sys, time; from arnn.inplace import DirLock\n"
          f"with DirLock({str(run_dir)!r}):\n    print('held', flush=True); time.sleep(120)"],
         stdout=subprocess.PIPE, text=True)
     try:

@@ -22,12 +22,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from arnn.errors import ConfigError, UserError, exit_with, invalid, one_line
+from arnn.inplace import DirLock, RunLogHandler
 from arnn.preemption import quiet_sacct_polls, uses_submitit
 from arnn.results import RunResult
 from arnn.run_dir import record_failure, run
 from arnn.schema import composition_error, default_config_dir, register_configs
 from arnn.spec import RunSpec
-from arnn.storage import DirLock, Folder, RunLogHandler, UnsafeRunDir
+from arnn.storage import Folder, UnsafeRunDir
 
 log = logging.getLogger("arnn")
 GROUPS = ("model", "dataset", "optimizer", "preset")  # in conf/train.yaml's defaults list

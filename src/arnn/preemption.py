@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 
 from arnn.record import Recorder
 from arnn.results import Status
+from arnn.storage import shown
 
 log = logging.getLogger("arnn")
 
@@ -76,7 +77,7 @@ def hand_over(recorder: Recorder, signals: SignalCatcher) -> NoReturn:
         raise RuntimeError(f"{name}: submitit's handler returned without requeueing the job")
     recorder.write(Status.INTERRUPTED)
     log.warning("%s at step %d: checkpoint saved in %s; %s continues the run from there", name,
-                step, recorder.folder.path, _same_command())
+                step, shown(recorder.folder.path), _same_command())
     raise SystemExit(128 + signum)
 
 

@@ -1,6 +1,6 @@
-"""The records a run and a sweep leave behind, with one owner each: `results.json` (RunResult,
-its statuses) and a halving sweep's `halving.json`. The runner writes them and the collector and
-the sweeper read them through this module only."""
+"""The record a run leaves behind, `results.json` (RunResult, its statuses), with one owner: the
+runner writes it, and the collector and the sweepers read it through this module only (a
+halving sweep's own record: arnn.halving_record)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from arnn.errors import UserError
 from arnn.storage import Folder, write_atomic
 
 RESULTS_FILE = "results.json"
-HALVING_FILE = "halving.json"
 # results.json of a 50,000-step run evaluated every 500 steps is ~5 kB; halving.json of a
 # 1,000-configuration sweep ~300 kB.
 MAX_RECORD_BYTES = 4 << 20
@@ -46,6 +45,15 @@ class Status(str, Enum):
         """A finished run is not trained again when started in the same directory (a completed
         or pruned one is extended by a larger train.steps)."""
         return self in (Status.COMPLETED, Status.DIVERGED, Status.PRUNED)
+
+    @staticmethod
+    def ended(status: str) -> bool:
+        """Whether `status` (a record's, or a sweep's word such as `missing`) is a finished
+        run's."""
+        try:
+            return Status(status).finished
+        except ValueError:
+            return False
 
 
 ACCURACIES = ("test_accuracy", "best_test_accuracy", "val_accuracy", "best_val_accuracy",
@@ -220,68 +228,3 @@ def _read_object(path: Path, what: str) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         raise ResultsError(f"{path} is not {what} (a JSON object was expected)")
     return data
-
-
-# halving.json: {"version", "metric", "eta", "min_steps", "budgets": [int], "configs":
-# [[override, ...]], "rungs": [{"budget", "jobs": [int], "done", "outcomes": {job: {status,
-# metric, steps}}, "promoted": [int]}]}
-def _halving_problem(record: dict[str, Any]) -> str | None:
-    """What makes `record` not a halving.json the sweeper writes, or None."""
-    def ints(value: Any, low: int) -> bool:
-        return isinstance(value, list) and all(_fits(v, int) and v >= low for v in value)
-
-    if not isinstance(record.get("metric"), str) or not (_fits(record.get("eta"), int)
-                                                        and record["eta"] >= 2):
-        return "metric must be a name and eta an integer >= 2"
-    if not (ints(record.get("budgets"), 1) and record["budgets"]):
-        return f"budgets {record.get('budgets')!r:.60} must be integers >= 1"
-    configs = record.get("configs")
-    if not (isinstance(configs, list) and all(
-            isinstance(c, list) and all(isinstance(o, str) for o in c) for c in configs)):
-        return "configs must be lists of overrides"
-    rungs = record.get("rungs")
-    if not isinstance(rungs, list) or len(rungs) > len(record["budgets"]):
-        return "rungs must be a list, one per budget at most"
-    for rung in rungs:
-        if not (isinstance(rung, dict) and ints(rung.get("jobs"), 0)
-                and ints(rung.get("promoted", []), 0) and isinstance(rung.get("done", False), bool)
-                and _fits(rung.get("budget"), int) and rung["budget"] >= 1
-                and all(int(j) < len(configs) for j in rung["jobs"] + rung.get("promoted", []))
-                and _outcomes_ok(rung.get("outcomes", {}), len(configs))):
-            return "a rung is not a record of jobs, outcomes and promotions of these configs"
-        if rung.get("done") and not ("promoted" in rung and "outcomes" in rung):
-            return "a rung marked done lacks its outcomes or promotions"
-    return None
-
-
-def _outcomes_ok(outcomes: Any, jobs: int) -> bool:
-    return isinstance(outcomes, dict) and all(
-        job.isdigit() and int(job) < jobs and isinstance(o, dict)
-        and isinstance(o.get("status"), str) and _fits(o.get("metric"), float | None)
-        and _fits(o.get("steps"), int) and o["steps"] >= 0
-        for job, o in outcomes.items())
-
-
-def read_halving(sweep_dir: Path) -> dict[str, Any] | None:
-    """A halving sweep's record, None for other sweeps; ResultsError when it is damaged."""
-    path = Path(sweep_dir) / HALVING_FILE
-    record = _read_object(path, "a halving sweep's record")
-    if record is None:
-        return None
-    problem = _halving_problem(record)
-    if problem is not None:
-        raise ResultsError(f"{path}: not a halving sweep's record: {problem}")
-    return record
-
-
-def write_halving(sweep_dir: Folder, record: dict[str, Any]) -> None:
-    sweep_dir.write_atomic(HALVING_FILE, (json.dumps(record, indent=1) + "\n").encode())
-
-
-def steps_trained(record: dict[str, Any]) -> int:
-    """Steps trained by all jobs of a halving sweep: each job's deepest recorded step count."""
-    steps: dict[str, int] = {}
-    for rung in record["rungs"]:
-        for job, o in rung.get("outcomes", {}).items():
-            steps[job] = max(steps.get(job, 0), o["steps"])
-    return sum(steps.values())

@@ -21,6 +21,7 @@ from arnn.checkpoint import BEST_CHECKPOINT, CHECKPOINT
 from arnn.diagnostics import diagnostics
 from arnn.errors import ConfigError, UserError, invalid
 from arnn.identity import check_same_run
+from arnn.inplace import LOCK_FILE, DirLock
 from arnn.loop import Hook, Loop
 from arnn.monitor import Monitor, hparams_of
 from arnn.points import seed_value
@@ -30,7 +31,7 @@ from arnn.results import ACCURACIES, RESULTS_FILE, RunResult, Status
 from arnn.spec import RunSpec
 from arnn.stability import stability_report, stability_warning
 from arnn.state import Checkpoints, TrainingState
-from arnn.storage import LOCK_FILE, DirLock, Folder, check_run_dir, remove_stale_temporaries
+from arnn.storage import Folder, check_run_dir, remove_stale_temporaries, shown
 
 log = logging.getLogger("arnn")
 
@@ -177,7 +178,7 @@ def _run_locked(spec: RunSpec, folder: Folder, on_start: Callable[[Folder], None
         raise todo.error
     if isinstance(todo, Skip):
         log.info("%s: already %s at step %d, not trained again (train.resume=never trains it "
-                 "anew; a larger train.steps extends it)", run_dir, previous.status,
+                 "anew; a larger train.steps extends it)", shown(run_dir), previous.status,
                  previous.steps)
         _report_end(previous, run_dir)
         return objective(previous)
@@ -271,4 +272,4 @@ def _report_end(result: RunResult, run_dir: Path) -> None:
         log.info("best validation accuracy %.4f at step %d: test accuracy there %.4f (%s)",
                  result.best_val_accuracy, result.best_val_step,
                  result.test_accuracy_at_best_val, BEST_CHECKPOINT)
-    log.info("results in %s", run_dir)
+    log.info("results in %s", shown(run_dir))

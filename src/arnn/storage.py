@@ -18,29 +18,22 @@ be written) removes its temporary file, leaves the previous file as it was and r
 locks, the job log) must be this directory's own: a file with a second hard link is refused.
 
 `check_run_dir` refuses a run directory that holds a symbolic link anywhere below it: a run never
-makes one. `DirLock` is an OS-level lock (flock) on a lock file, held while a run (`.arnn.lock`)
-or a sweep (`.arnn-sweep.lock`) works: the kernel releases it when the process dies, so
-`kill -9` never leaves a stale lock behind, and nobody but its holder removes it.
+makes one. The files written in place (the locks, the job log): arnn.inplace.
 """
 
 from __future__ import annotations
 
 import errno
-import fcntl
 import logging
 import os
 import re
 import secrets
-import socket
 import stat
-import time
 from pathlib import Path
 
 from arnn.errors import UserError
 
 log = logging.getLogger("arnn")
-LOCK_FILE = ".arnn.lock"
-SWEEP_LOCK_FILE = ".arnn-sweep.lock"
 TMP_SUFFIX = ".tmp"
 _TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")  # write_atomic's: .<name>.<8 random>.tmp
 _SCAN_LIMIT = 100_000  # entries looked at for links; a run directory holds a few dozen
@@ -48,10 +41,6 @@ _SCAN_LIMIT = 100_000  # entries looked at for links; a run directory holds a fe
 
 class WriteError(UserError):
     """A file that could not be written; the previous version is left whole."""
-
-
-class RunDirBusy(UserError):
-    """Another process holds the directory; nothing was changed."""
 
 
 class UnsafeRunDir(UserError):
@@ -121,10 +110,11 @@ class Folder:
         """`name` (relative, sub-directories made as needed) holds `data`, whole or not at all."""
         folder, leaf = self._parent_of(str(name))
         target, tmp = folder.path / leaf, f".{leaf}.{secrets.token_hex(4)}{TMP_SUFFIX}"
-        fd = None
+        fd, created = None, False
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                          _file_mode(), dir_fd=folder.fd)
+            created = True
             with open(fd, "wb", closefd=False) as f:
                 f.write(data)
                 f.flush()
@@ -135,6 +125,7 @@ class Folder:
         except OSError as e:
             if fd is not None:
                 os.close(fd)
+            if created:  # the rename failed too, or the write: no temporary file stays
                 try:
                     os.unlink(tmp, dir_fd=folder.fd)
                 except OSError:
@@ -230,89 +221,7 @@ def remove_stale_temporaries(run_dir: Path) -> list[Path]:
     return removed
 
 
-class RunLogHandler(logging.FileHandler):
-    """The job log (`train.log`, configured in conf/train.yaml for Hydra's job logging): opened
-    on its first record, never through a link nor as a hard link of another file. A log that
-    cannot be opened or written is skipped, without logging's own traceback; the run's own
-    checks then refuse the directory, or its writes fail, in one line."""
-
-    def __init__(self, filename: str, mode: str = "a", encoding: str | None = None) -> None:
-        super().__init__(filename, mode, encoding, delay=True)
-
-    def _open(self):  # noqa: ANN202 - logging's signature
-        path = Path(self.baseFilename)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
-                         | os.O_CLOEXEC, _file_mode())
-        except OSError as e:
-            raise _refused(path, e) from None
-        check_own(fd, path)
-        return open(fd, "a", encoding=self.encoding, errors=self.errors)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if self.stream is None:
-            try:
-                self.stream = self._open()
-            except UserError:
-                return
-        super().emit(record)
-
-    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
-        """A full disk or a vanished file: the line is lost, not the run (no traceback)."""
-
-
-class DirLock:
-    """`with DirLock(folder):` holds the directory for this process, or raises RunDirBusy
-    naming the holder (pid, host, start time). File systems without flock (Lustre mounted
-    without `-o flock`, some NFS set-ups) get a warning and no lock."""
-
-    def __init__(self, folder: Folder | Path, name: str = LOCK_FILE,
-                 what: str = "run directory") -> None:
-        self._opened = not isinstance(folder, Folder)  # a folder opened here, closed here
-        self.folder = Folder(folder) if self._opened else folder
-        self.name, self.what = name, what
-        self.path = self.folder.path / name
-        self._fd: int | None = None
-
-    def __enter__(self) -> DirLock:
-        try:
-            fd = self.folder.open_own(self.name, os.O_RDWR)
-        except UserError:
-            self._close_folder()
-            raise
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            self._close_folder()
-            raise RunDirBusy(
-                f"{self.what} {self.folder.path} is in use by {holder[:200]}; nothing was "
-                "changed (wait for it to finish, or stop it first)"
-            ) from None
-        except OSError as e:
-            if e.errno not in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
-                os.close(fd)
-                raise
-            log.warning("%s: this file system has no flock (%s); two processes started on "
-                        "this directory would not be stopped", self.path, e.strerror)
-        try:
-            os.ftruncate(fd, 0)
-            started = time.strftime("%Y-%m-%d %H:%M:%S")
-            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {started}\n"
-                      .encode(), 0)
-        except OSError as e:
-            os.close(fd)
-            raise WriteError(f"cannot write {self.path}: {e.strerror}") from None
-        self._fd = fd
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor releases the lock
-            self._fd = None
-        self._close_folder()
-
-    def _close_folder(self) -> None:
-        if self._opened:
-            self.folder.close()
+def shown(path: Path | str) -> str:
+    """A path as a person would type it: relative to the working directory when inside it."""
+    relative = os.path.relpath(path)
+    return str(path) if relative.startswith("..") else relative

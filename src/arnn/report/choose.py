@@ -21,7 +21,7 @@ class Point:
     dataset: str
     model: str
     settings: dict[str, Any]  # every setting but the seed
-    rung: int  # in a halving sweep: the deepest rung its jobs reached (0-based)
+    rung: int  # in a halving sweep: the deepest rung its jobs reached (from 1; 0: none)
     jobs: list[Job]
     tied: int = 0  # as chosen: how many other points had the same rank
 

@@ -19,8 +19,9 @@ from typing import Any
 from arnn.bounded import load_yaml
 from arnn.errors import one_line
 from arnn.grid import register_resolver
+from arnn.halving_record import HalvingRecord, read_halving
 from arnn.registry import columns
-from arnn.results import ResultsError, RunResult, Status, read_halving
+from arnn.results import ResultsError, RunResult, Status
 
 MAX_CONFIG_BYTES = 1 << 20  # .hydra/config.yaml and multirun.yaml are a few kB
 MAX_JOBS = 1_000_000  # jobs one sweep directory may announce
@@ -37,7 +38,7 @@ class Job:
     model: str
     settings: dict[str, Any]  # column -> value (arnn.registry.columns), the seed included
     result: RunResult | None
-    rung: int | None = None  # in a halving sweep: the deepest rung the job reached (0-based)
+    rung: int | None = None  # in a halving sweep: the deepest rung the job reached (from 1)
 
     def metric(self, name: str) -> float | None:
         return getattr(self.result, name) if self.result is not None else None
@@ -167,7 +168,7 @@ def expected_jobs(sweep_dir: Path) -> int | None:
 class Collection:
     jobs: list[Job]
     missing: int  # launched jobs without a directory yet
-    halving: dict[Path, dict[str, Any]]  # the halving sweeps' records
+    halving: dict[Path, HalvingRecord]  # the halving sweeps' records
     notes: list[str]  # sweep files that could not be used, why
 
 
@@ -188,7 +189,8 @@ def collect(sweep_dirs: list[Path]) -> Collection:
             record, expected = None, None
         if record is not None:
             found.halving[sweep_dir] = record
-            rungs = {str(j): r for r, rung in enumerate(record["rungs"]) for j in rung["jobs"]}
+            rungs = {str(j): r for r, rung in enumerate(record.rungs, start=1)
+                     for j in rung.jobs}
             for job in jobs:
                 job.rung = rungs.get(job.path.name)
         found.jobs += jobs
@@ -199,4 +201,4 @@ def collect(sweep_dirs: list[Path]) -> Collection:
 
 def finished(jobs: list[Job]) -> list[Job]:
     """The jobs that ran to an end (completed, diverged or pruned), not failed or pending."""
-    return [j for j in jobs if j.status in (Status.COMPLETED, Status.DIVERGED, Status.PRUNED)]
+    return [j for j in jobs if Status.ended(j.status)]

@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from arnn.errors import one_line
+from arnn.halving_record import HalvingRecord
 from arnn.points import Score
 from arnn.registry import columns
 from arnn.report.choose import Point, best_per_task
 from arnn.report.jobs import Job
 from arnn.report.paper import PAPER, PAPER_TABLES
-from arnn.results import REPORTED, VALIDATION_METRICS, RunResult, Status, steps_trained
+from arnn.results import REPORTED, VALIDATION_METRICS, RunResult, Status
 
 # How jobs are counted in the summary; requeued jobs (waiting for SLURM) count as running.
 STATUS_ORDER = ("completed", "diverged", "pruned", "failed", "running", "interrupted",
@@ -97,20 +98,19 @@ def settings_text(point: Point, shown: set[str]) -> str:
     return ", ".join(f"{k}={point.settings[k]}" for k in keys)
 
 
-def halving_markdown(sweep_dir: Path, record: dict[str, Any]) -> list[str]:
-    budgets, configs = record["budgets"], record["configs"]
-    trained, full = steps_trained(record), len(configs) * budgets[-1]
-    points = len({tuple(o for o in c if not o.startswith("seed=")) for c in configs})
+def halving_markdown(sweep_dir: Path, record: HalvingRecord) -> list[str]:
+    """The rungs of a halving sweep, numbered from 1 as the sweeper's log numbers them."""
+    trained, full = record.steps_trained(), len(record.configs) * record.budgets[-1]
+    points = len({tuple(o for o in c if not o.startswith("seed=")) for c in record.configs})
     lines = [f"## Successive halving: {cell(sweep_dir)}", "",
-             f"{len(configs)} jobs ({points} grid points), eta {record.get('eta')}, ranked by "
-             f"{cell(record.get('metric'))}; {trained} steps trained against {full} for the full "
+             f"{len(record.configs)} jobs ({points} grid points), eta {record.eta}, ranked by "
+             f"{cell(record.metric)}; {trained} steps trained against {full} for the full "
              f"grid ({trained / full:.1%}).", "",
              "| rung | budget (steps) | jobs | completed | promoted |", "|---|---|---|---|---|"]
-    for r, rung in enumerate(record["rungs"]):
-        outcomes = rung.get("outcomes", {})
-        done = sum(o["status"] == "completed" for o in outcomes.values())
-        promoted = rung.get("promoted", []) if rung.get("done") else "(running)"
-        lines.append(f"| {r} | {rung['budget']} | {len(rung['jobs'])} | {done} | {promoted} |")
+    for r, rung in enumerate(record.rungs, start=1):
+        done = sum(o.completed for o in rung.outcomes.values())
+        promoted = rung.promoted if rung.done else "(running)"
+        lines.append(f"| {r} | {rung.budget} | {len(rung.jobs)} | {done} | {promoted} |")
     return lines + [""]
 
 
@@ -173,7 +173,7 @@ def tie_note(point: Point) -> str:
 
 
 def markdown(jobs: list[Job], missing: int, select: str,
-             halving: dict[Path, dict[str, Any]] | None = None,
+             halving: dict[Path, HalvingRecord] | None = None,
              notes: list[str] | None = None) -> str:
     best, report = best_per_task(jobs, select), REPORTED[select]
     lines = [f"# Sweep results: each task's configuration chosen by {select} (mean over "
