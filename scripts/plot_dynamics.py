@@ -3,13 +3,13 @@
     python scripts/plot_dynamics.py [--out docs/figure1.png]
 """
 
-import argparse
 from pathlib import Path
 
 from arnn.dynamics import plot_figure1
+from arnn.errors import OneLineParser
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = OneLineParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("docs/figure1.png"))
     args = parser.parse_args()
     for path in plot_figure1(args.out):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from arnn.errors import UserError, exit_with
+from arnn.errors import OneLineParser, UserError, exit_with
 from arnn.report.choose import check_selectable
 from arnn.report.figures import length_figure, length_groups, sensitivity_figure
 from arnn.report.jobs import Collection, collect
@@ -22,7 +22,7 @@ from arnn.storage import Folder
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = OneLineParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep_dirs", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, default=None,

@@ -7,6 +7,7 @@ Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import argparse
 import math
 import sys
 from collections.abc import Iterable
@@ -88,3 +89,22 @@ def exit_with(error: UserError) -> NoReturn:
     """Print the refusal as one line and exit 2 (the entry points' one way to fail)."""
     print(f"error: {one_line(error)}", file=sys.stderr, flush=True)
     sys.exit(2)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse for arnn's command-line tools: a bad argument is one `error:` line and exit 2,
+    like every other refusal (argparse's own prints the usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        exit_with(UserError(f"{self.prog}: {message} (--help lists the arguments)"))
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not >= 1")
+    return value

@@ -3,7 +3,6 @@ run directory's config and checkpoint), compute gradient flow on one batch, plot
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from arnn.build import build
 from arnn.checkpoint import CHECKPOINT, check_compatible, load_checkpoint, max_checkpoint_bytes
 from arnn.data import SequenceTask
 from arnn.dynamics import gradient_flow, plot_eigenvalues, plot_gradient_flow
-from arnn.errors import UserError, exit_with
+from arnn.errors import OneLineParser, UserError, exit_with, positive_int
 from arnn.schema import compose_config, register_configs
 from arnn.spec import RunSpec
 from arnn.stability import eigenvalues
@@ -47,7 +46,7 @@ def curves(configs: dict[str, tuple[DictConfig, Path | None]], batch: int,
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = OneLineParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("gradient_flow.png"))
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--models", default="lstm,arnn,gated_arnn",
@@ -57,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override for the models at initialisation")
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--batch", type=positive_int, default=32)
     parser.add_argument("--eigenvalues", type=Path, default=None, metavar="PNG",
                         help="also draw the recurrent matrices' eigenvalues to this file")
     args = parser.parse_args(argv)

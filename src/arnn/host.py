@@ -80,6 +80,24 @@ def describe(backend: str | None) -> dict[str, object]:
     return {"threads": torch.get_num_threads(), "backend": backend, **_static()}
 
 
+HOST_KEYS = ("threads", "backend", "torch", "blas", "cpu")
+MAX_HOST_TEXT = 200  # characters of one value: a CPU's name is about 50
+
+
+def is_description(value: object) -> bool:
+    """Whether `value` is a description `describe` makes (a file's is checked before use)."""
+    return isinstance(value, dict) and set(value) <= set(HOST_KEYS) and all(
+        v is None or (isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 1 << 20)
+        or (isinstance(v, str) and len(v) <= MAX_HOST_TEXT and v.isprintable())
+        for v in value.values())
+
+
+def with_current(hosts: list[dict[str, object]], current: dict[str, object]
+                 ) -> list[dict[str, object]]:
+    """The distinct descriptions of a run's sessions, in order, the current one last."""
+    return [h for h in hosts if h != current] + [current]
+
+
 def changed_terms(saved: dict[str, object] | None, current: dict[str, object]) -> list[str]:
     """`threads 2 there, 1 now` for each setting of the computation that differs (what a
     resume under other terms changes: its result is not bit-identical to an uninterrupted

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from arnn.build import RunParts
 from arnn.checkpoint import capture_rng
 from arnn.data import SequenceTask
-from arnn.host import describe
+from arnn.host import describe, with_current
 from arnn.models import SequenceClassifier
 from arnn.monitor import Monitor
 from arnn.results import Status, evaluation_summary
@@ -71,6 +71,7 @@ class Loop:
         self.steps, self.log_every, self.eval_every, self.checkpoint_every = (
             int(train[k]) for k in ("steps", "log_every", "eval_every", "checkpoint_every"))
         self.grad_clip, self.max_loss = train.grad_clip, train.max_loss
+        self.hosts = [describe(spec.backend)]  # what computed each session, when they differ
         self.window = StepWindow(self.log_every, parts.device, self.step)
 
     def elapsed(self) -> float:
@@ -83,7 +84,7 @@ class Loop:
             task=self.task.state_dict(), rng=capture_rng(), evaluations=self.evaluations,
             wall_time_s=self.elapsed(), last_finite_loss=self.last_finite_loss,
             window=(self.window.rows(self.step), self.window.examples), best_model=self.best_model,
-            host=describe(self.spec.backend))
+            host=self.hosts[-1], hosts=self.hosts)
 
     def restore(self, path: Path, state: TrainingState) -> None:
         """Continue from a checkpoint's state; CheckpointError naming the file when it does
@@ -92,6 +93,7 @@ class Loop:
         self.step, self.evaluations = state.step, state.evaluations
         self.best_model, self.last_finite_loss = state.best_model, state.last_finite_loss
         self.wall_time_s, self._session_start = state.wall_time_s, time.perf_counter()
+        self.hosts = with_current(state.hosts or [h for h in [state.host] if h], self.hosts[-1])
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One optimiser step; returns the (detached) loss without reading it back."""

@@ -3,7 +3,6 @@ state, and written through the run directory held."""
 
 from __future__ import annotations
 
-from arnn.host import describe
 from arnn.loop import Loop
 from arnn.models import count_parameters
 from arnn.results import RunResult, Status, evaluation_summary
@@ -38,7 +37,7 @@ class Recorder:
             euler_rho=None if stability is None else stability.euler_rho,
             log10_growth=None if stability is None else stability.log10_growth,
             evaluations=loop.evaluations, config=self.spec.identity,
-            host=describe(self.spec.backend),
+            host=loop.hosts[-1], hosts=loop.hosts if len(loop.hosts) > 1 else None,
         )
 
     def write(self, status: Status, error: str | None = None) -> RunResult:

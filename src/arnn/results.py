@@ -124,6 +124,8 @@ class RunResult:
     log10_growth: float | None = None  # at the start: T log10(euler_rho), i.e. log10(rho^T)
     # what computed it: threads, backend, torch, BLAS, CPU (arnn.host)
     host: dict[str, Any] | None = None
+    # every session's, in order, when a resume ran on other terms (the last is `host`)
+    hosts: list[dict[str, Any]] | None = None
     # [step, test accuracy(, validation accuracy)]
     evaluations: list[list[float]] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)  # the run's identity (arnn.identity)

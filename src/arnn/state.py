@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from arnn import host
 from arnn.checkpoint import (
     BEST_CHECKPOINT,
     CHECKPOINT,
@@ -41,6 +42,7 @@ log = logging.getLogger("arnn")
 VERSION = 3  # 1: before validation splits; 2: with a separate best/last/validation record
 # Keys of versions 1 and 2 that are derived from `evaluations` now: read and ignored.
 DERIVED_KEYS = ("best", "last", "validation")
+MAX_HOSTS = 64  # distinct sessions' descriptions kept
 
 
 @dataclass
@@ -58,6 +60,7 @@ class TrainingState:
     last_finite_loss: float | None = None
     best_model: dict[str, torch.Tensor] | None = None  # weights at the best validation accuracy
     host: dict[str, Any] | None = None  # what computed it (arnn.host): threads, backend, torch
+    hosts: list[dict[str, Any]] | None = None  # every session's, when they differed
     version: int = VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -81,6 +84,10 @@ class TrainingState:
                           ("best_model", dict | type(None)), ("host", dict | type(None))):
             if not isinstance(values.get(key), kind):
                 raise bad(f"{key} is {type(values.get(key)).__name__}")
+        hosts = values.get("hosts") or []
+        if not (isinstance(hosts, list) and len(hosts) <= MAX_HOSTS and all(
+                host.is_description(h) for h in [values.get("host") or {}, *hosts])):
+            raise bad("host is not a description arnn.host makes")
         if values.get("last_finite_loss") is not None and not _number(values["last_finite_loss"]):
             raise bad(f"last_finite_loss {values['last_finite_loss']!r} is not a finite number")
         if not _number(values.get("wall_time_s"), 0):

@@ -22,12 +22,13 @@ from arnn.bench.steps import (
     run_benchmark,
 )
 from arnn.bench.triton import tune_triton
+from arnn.errors import OneLineParser, positive_int
 from arnn.host import keep_freed_memory, set_threads
-from arnn.recurrence import triton_available
+from arnn.recurrence import BACKENDS, triton_available
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = OneLineParser(description=__doc__)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--quick", action="store_true", help="small shapes, a few seconds")
     parser.add_argument("--backends", default=None,
@@ -36,10 +37,10 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--shapes", default=None,
                         help="comma list of T:m:n (default: the paper's three shapes; "
                              "`small`: the digits' and the noise-padded digits')")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=positive_int, default=None,
                         help="CPU threads for every competitor (default: torch's)")
-    parser.add_argument("--repeat", type=int, default=None)
-    parser.add_argument("--runs", type=int, default=1,
+    parser.add_argument("--repeat", type=positive_int, default=None)
+    parser.add_argument("--runs", type=positive_int, default=1,
                         help="the whole table this many times, one after the other")
     parser.add_argument("--tune", action="store_true",
                         help="time launch variants of the triton backend instead")
@@ -51,21 +52,36 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--loop", action="append", default=[], metavar="OVERRIDES",
                         help="measure the runner's loop overhead for this config (space-"
                              "separated train.py overrides; repeatable) instead")
-    parser.add_argument("--loop-steps", type=int, default=200)
+    parser.add_argument("--loop-steps", type=positive_int, default=200)
     parser.add_argument("--json", type=Path, default=None, help="save the rows as JSON")
     parser.add_argument("--markdown", type=Path, default=None, help="save a markdown table")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA GPU is available")
+    unknown = set((args.backends or "").split(",")) - {"", *BACKENDS}
+    if unknown:
+        parser.error(f"--backends {args.backends}: {', '.join(sorted(unknown))} is no backend "
+                     f"(allowed: {', '.join(BACKENDS)})")
+    try:
+        args.shapes = _shapes(args.shapes, args.quick)
+    except ValueError as e:
+        parser.error(f"--shapes {args.shapes}: {e}")
     return args
 
 
-def _shapes(args: argparse.Namespace) -> list[tuple[int, ...]]:
-    if args.shapes == "small":
+def _shapes(text: str | None, quick: bool) -> list[tuple[int, ...]]:
+    """--shapes as (T, m, n) triples; ValueError saying what is wrong."""
+    if text == "small":
         return SMALL_SHAPES
-    if args.shapes:
-        return [tuple(int(v) for v in s.split(":")) for s in args.shapes.split(",")]
-    return QUICK_SHAPES if args.quick else PAPER_SHAPES
+    if not text:
+        return QUICK_SHAPES if quick else PAPER_SHAPES
+    shapes = []
+    for shape in text.split(","):
+        parts = shape.split(":")
+        if len(parts) != 3 or not all(p.isdigit() and int(p) >= 1 for p in parts):
+            raise ValueError(f"{shape!r} is not T:m:n, three integers >= 1")
+        shapes.append(tuple(int(p) for p in parts))
+    return shapes
 
 
 def _backends(args: argparse.Namespace, device: torch.device) -> list[str]:
@@ -82,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     keep_freed_memory()  # as the runner does, for every competitor alike (arnn.host)
     set_threads(args.threads)
     repeat = args.repeat or (20 if device.type == "cuda" else 3)
-    shapes, text = _shapes(args), None
+    shapes, text = args.shapes, None
     if args.loop:
         rows = [loop_overhead(spec.split(), args.loop_steps) for spec in args.loop]
     elif args.tune:
