@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from arnn.bench import main
 
 
@@ -26,9 +28,14 @@ def test_loop_overhead_rows(tmp_path):
     main(["--loop", "device=cpu model.hidden_size=8 train.batch_size=16", "--loop-steps", "20",
           "--json", str(out)])
     (row,) = json.loads(out.read_text())
-    assert row["steps"] == 20 and row["bare_step_ms"] > 0
+    assert row["steps"] == 20 and row["bare_step_ms"] > 0 and row["batch_ms"] > 0
     assert isinstance(row["runner_step_ms"], float)  # a difference of two timings: any sign
-    assert 0 < row["batch_share"] < 1
+    # the derived columns are what they say, from the timings beside them
+    assert row["overhead"] == pytest.approx(row["runner_step_ms"] / row["bare_step_ms"] - 1,
+                                            abs=1e-3)
+    assert row["batch_share"] == pytest.approx(row["batch_ms"] / row["bare_step_ms"], abs=1e-3)
+    assert 0 < row["batch_share"] < 1 and row["backend"] == "cpu"
+    assert row["config"] == "device=cpu model.hidden_size=8 train.batch_size=16"
 
 
 def test_step_flops_are_the_products_torch_counts():

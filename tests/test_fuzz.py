@@ -546,6 +546,13 @@ def _momentum_wrong_shape(state: dict) -> None:
         buffers["momentum_buffer"] = torch.zeros(3)
 
 
+def _param_groups(**values):
+    def change(state: dict) -> None:
+        for group in state["optimizer"]["param_groups"]:
+            group.update(values)
+    return change
+
+
 def _delete(key: str):
     return lambda state: state.pop(key)
 
@@ -607,6 +614,15 @@ HOSTILE_CHECKPOINTS = {
         r, lambda state: state.update(window=(state["window"][0], 10**401))),
     "last-finite-loss-401-digits": lambda r: _state_with(r, _set("last_finite_loss", 10**401)),
     "wall-time-401-digits": lambda r: _state_with(r, _set("wall_time_s", 10**401)),
+    # the optimizer's settings are the configuration's, not the file's
+    "optimizer-lr-50": lambda r: _state_with(r, _param_groups(lr=50.0)),
+    "optimizer-maximize": lambda r: _state_with(r, _param_groups(maximize=True)),
+    "optimizer-momentum-0.5": lambda r: _state_with(r, _param_groups(momentum=0.5)),
+    # what computed it: a description arnn.host makes, not a 500 kB "one-line" warning
+    "host-500-kB": lambda r: _state_with(r, _set("host", {"cpu": "x" * 500_000})),
+    "host-escape-sequence": lambda r: _state_with(r, _set("host", {"cpu": "\x1b[2J"})),
+    "host-unknown-key": lambda r: _state_with(r, _set("host", {"shell": "rm -rf"})),
+    "hosts-not-a-list": lambda r: _state_with(r, _set("hosts", {"threads": 1})),
 }
 
 
@@ -681,13 +697,16 @@ BAD_SETTINGS = ["dataset.val_seed=4294967296", "dataset=digits dataset.split_see
                 "dataset.test_fraction=0.0001", "dataset=noise_digits dataset.noise_seed="
                 + str(2**64), "dataset=pmnist dataset.permutation_seed=" + str(2**64),
                 "dataset=noise_digits dataset.seq_len=1000000000", "model.hidden_size=60000",
-                "seed=" + "9" * 401, "train.steps=" + "9" * 401]
+                "seed=" + "9" * 401, "train.steps=" + "9" * 401,
+                # beyond a float32, which torch's optimizers compute in
+                "optimizer.lr=1e300", "optimizer.weight_decay=1e300", "model.eps=1e39",
+                "optimizer=adam optimizer.eps=1e300"]
 
 
 @pytest.mark.parametrize("overrides", BAD_SETTINGS)
 def test_a_setting_beyond_its_range_is_one_line_before_any_work(tmp_path, overrides):
     """Each refused in one line naming it, before a byte is allocated or written (within the
-    fuzz suite's 500 MB and 5 s)."""
+    fuzz suite's 500 MB and 5 CPU seconds)."""
     cfg = compose_cfg(*SMALL, *overrides.split())
     outcome = in_child(lambda: run_config(cfg, tmp_path / "run"))
     fuzz.expect(outcome, (2,), overrides)

@@ -166,13 +166,13 @@ def test_idx_header_claiming_2_31_images_fails_fast_without_allocating(tmp_path,
     path = tmp_path / ("huge.gz" if gz else "huge")
     path.write_bytes(gzip.compress(body) if gz else body)
     tracemalloc.start()
-    start = time.perf_counter()
+    start = time.process_time()  # work done, whatever else the machine is doing
     with pytest.raises(DataError, match=r"announces 2147483648 items") as info:
         read_idx(path, 3)
-    elapsed = time.perf_counter() - start
+    work = time.process_time() - start
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    assert elapsed < 1.0 and peak < 50 << 20 and str(path) in str(info.value)
+    assert work < 1.0 and peak < 50 << 20 and str(path) in str(info.value)
 
 
 @pytest.mark.slow

@@ -266,3 +266,112 @@ def test_a_journal_line_no_study_of_ours_writes_is_refused(tmp_path, bad, why):
     text = json.dumps(CREATE) + "\n" + json.dumps(bad).replace("Infinity", "1e999") + "\n"
     with pytest.raises(StudyError, match=f"line 2: .*{why}"):
         _journal(tmp_path, text)
+
+
+def test_the_default_first_budget_is_the_steps_over_eta_squared():
+    from hydra_plugins.arnn_optuna_sweeper._study import first_budget
+
+    assert first_budget({"min_steps": None, "eta": 3}, 900) == 100
+    assert first_budget({"min_steps": None, "eta": 2}, 1000) == 250
+    assert first_budget({"min_steps": 7, "eta": 3}, 900) == 7
+
+
+def test_every_journal_write_reaches_the_disk(tmp_path, monkeypatch):
+    """Each appended operation is fsynced before the study goes on (a crash loses no told
+    result)."""
+    import os
+
+    from arnn.storage import Folder
+    from hydra_plugins.arnn_optuna_sweeper import _journal
+
+    synced = []
+    monkeypatch.setattr(_journal.os, "fsync", lambda fd: synced.append(fd))
+    with Folder(tmp_path) as folder:
+        journal = _journal.FolderJournal(folder, (0.0, 1.0))
+        journal.append_logs([CREATE])
+        assert synced == [journal._fd]
+        journal.close()
+    monkeypatch.setattr(_journal.os, "fsync", os.fsync)
+
+
+class _Launcher:
+    """Writes each job's record: validation accuracy `values[budget]` at every budget."""
+
+    def __init__(self, sweep, cfg, values):
+        self.sweep, self.cfg, self.values = sweep, cfg, values
+
+    def launch(self, batch, initial_job_idx):
+        for overrides in batch:
+            name = next(o for o in overrides if o.startswith("hydra.sweep.subdir="))
+            steps = int(next(o for o in overrides if o.startswith("train.steps=")).split("=")[1])
+            evaluations = [[b, 0.5, v] for b, v in self.values.items() if b <= steps]
+            RunResult(Status.COMPLETED, "gated_arnn", "digits", "sgd", num_val=10, steps=steps,
+                      evaluations=evaluations, config=fingerprint(self.cfg),
+                      **evaluation_summary(evaluations)).write(
+                self.sweep / name.split("=", 1)[1].strip("'"))
+        return [job_return(self.cfg) for _ in batch]
+
+
+def test_a_pruned_trial_is_told_pruned_and_its_record_says_so(tmp_path):
+    import optuna
+
+    cfg = compose_cfg(*SMALL, "optimizer.lr=0.1")
+
+    class AlwaysPrune(optuna.pruners.BasePruner):
+        def prune(self, study, trial):
+            return True
+
+    study = optuna.create_study(direction="maximize", pruner=AlwaysPrune())
+    launcher = _Launcher(tmp_path, cfg, {10: 0.3, 30: 0.4, 90: 0.8})
+    runner = TrialRunner(_rung_sweeper(launcher), tmp_path, [], [10, 30, 90], None)
+    trial = study.ask({"optimizer.lr": CategoricalDistribution([0.1])})
+    assert runner.run(study, [trial]) == (10, 0)
+    assert study.trials[0].state.name == "PRUNED"
+    assert RunResult.read(tmp_path / dirname(["optimizer.lr=0.1"])).status is Status.PRUNED
+
+
+def test_twins_in_one_batch_share_their_jobs(tmp_path):
+    """The same settings proposed twice in one parallel batch: launched once, both trials told
+    its value (not one of them `failed: the run directory is in use`)."""
+    import optuna
+
+    cfg = compose_cfg(*SMALL, "optimizer.lr=0.1")
+    launched = []
+    launcher = _Launcher(tmp_path, cfg, {90: 0.8})
+    runner = TrialRunner(_rung_sweeper(launcher), tmp_path, [], [90], None)
+    original = launcher.launch
+    launcher.launch = lambda batch, initial_job_idx: launched.extend(batch) or original(
+        batch, initial_job_idx)
+    study = optuna.create_study(direction="maximize")
+    space = {"optimizer.lr": CategoricalDistribution([0.1])}
+    assert runner.run(study, [study.ask(space), study.ask(space)]) == (90, 0)
+    assert len(launched) == 1
+    assert [(t.state.name, t.value) for t in study.trials] == [("COMPLETE", 0.8)] * 2
+
+
+def test_a_diverged_trial_is_told_at_once_and_not_launched_again(tmp_path, capsys):
+    """A trial whose every seed diverged is final (0, said as `diverged`) at the first budget;
+    settings proposed again whose record diverged are answered by it, unlaunched."""
+    import optuna
+
+    cfg = compose_cfg(*SMALL, "optimizer.lr=0.1")
+    launched = []
+
+    class Diverging:
+        def launch(self, batch, initial_job_idx):
+            launched.extend(batch)
+            for overrides in batch:
+                name = next(o for o in overrides if o.startswith("hydra.sweep.subdir="))
+                RunResult(Status.DIVERGED, "gated_arnn", "digits", "sgd", num_val=10, steps=3,
+                          config=fingerprint(cfg)).write(
+                    tmp_path / name.split("=", 1)[1].strip("'"))
+            return [job_return(cfg) for _ in batch]
+
+    study = optuna.create_study(direction="maximize")
+    runner = TrialRunner(_rung_sweeper(Diverging()), tmp_path, [], [10, 30, 90], None)
+    space = {"optimizer.lr": CategoricalDistribution([0.1])}
+    runner.run(study, [study.ask(space)])
+    runner.run(study, [study.ask(space)])
+    assert len(launched) == 1 and "train.steps=10" in launched[0]
+    assert [(t.state.name, t.value) for t in study.trials] == [("COMPLETE", 0.0)] * 2
+    assert capsys.readouterr().out.count("diverged (counts 0)") == 2

@@ -137,3 +137,78 @@ def test_cli_bad_input_one_line_nonzero_exit_nothing_written(tmp_path, override,
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: " + expected), proc.stderr
     assert not out.exists()
+
+
+OPTIMIZER_CLASSES = {"sgd": "SGD", "adagrad": "Adagrad", "adam": "Adam", "adamw": "AdamW",
+                     "rmsprop": "RMSprop"}
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZER_CLASSES))
+def test_each_optimizer_is_torchs_own_with_the_configured_settings(name):
+    """The registry builds torch's class of that name, and its first steps are those of that
+    class built by hand with the configuration's values (weight decay on, so that AdamW's
+    decoupled decay and Adam's L2 term differ)."""
+    import torch
+
+    from arnn.optimizers import build_optimizer
+
+    cfg = compose_cfg(f"optimizer={name}", "optimizer.lr=0.01", "optimizer.weight_decay=0.1")
+    o = OmegaConf.to_container(cfg.optimizer)
+    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in o.items()
+                if k not in ("name", "lr") and v is not None}
+    results = []
+    for build in (lambda p: build_optimizer(cfg.optimizer, p),
+                  lambda p: getattr(torch.optim, OPTIMIZER_CLASSES[name])(p, lr=o["lr"],
+                                                                          **settings)):
+        torch.manual_seed(0)
+        weight = torch.nn.Parameter(torch.randn(5))
+        optimizer = build([weight])
+        for _ in range(3):
+            optimizer.zero_grad()
+            (weight ** 3).sum().backward()
+            optimizer.step()
+        results.append((type(optimizer).__name__, weight.detach().clone()))
+    assert results[0][0] == OPTIMIZER_CLASSES[name]
+    assert torch.equal(results[0][1], results[1][1])
+
+
+@pytest.mark.parametrize("betas,ok", [([0.999, 0.9], True), ([1.0, 0.9], False),
+                                      ([0.9, 1.0], False), ([-0.1, 0.9], False)])
+def test_adams_betas_are_each_below_one(betas, ok):
+    cfg = compose_cfg("optimizer=adam", f"optimizer.betas=[{betas[0]},{betas[1]}]")
+    if ok:
+        validate(cfg)
+    else:
+        with pytest.raises(ConfigError, match=r"optimizer.betas=.* is invalid: must be 2 "
+                                              r"numbers, each (< 1|>= 0)"):
+            validate(cfg)
+
+
+def test_a_run_is_composed_validated_and_specified_once(tmp_path, monkeypatch):
+    """`python train.py ...`: Hydra composes the config once, it is validated and its memory
+    checked once, and `auto` is resolved to a backend once (the model keeps the function)."""
+    import sys
+
+    from hydra._internal.hydra import Hydra
+
+    from arnn import cli, recurrence, spec
+
+    calls = {"compose": 0, "validate": 0, "check_memory": 0, "resolve_backend": 0}
+
+    def counted(name, function):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(Hydra, "compose_config", counted("compose", Hydra.compose_config))
+    for name in ("validate", "check_memory", "resolve_backend"):
+        monkeypatch.setattr(spec, name, counted(name, getattr(spec, name)))
+    # and wherever else a backend could be resolved (a cell given `auto` resolves per call)
+    monkeypatch.setattr(recurrence, "resolve_backend",
+                        counted("resolve_backend", recurrence.resolve_backend))
+    monkeypatch.setattr(sys, "argv", ["train.py", "train.steps=3", "model.hidden_size=8",
+                                      "train.eval_every=3", f"hydra.run.dir={tmp_path}"])
+    cli.main()
+    assert calls == {"compose": 1, "validate": 1, "check_memory": 1, "resolve_backend": 1}
+    assert json.loads((tmp_path / "results.json").read_text())["backend"] == "cpu"

@@ -21,7 +21,7 @@ import pytest
 from arnn import storage
 from arnn.checkpoint import CHECKPOINT, save_atomic
 from arnn.errors import UserError, one_line
-from arnn.inplace import LOCK_FILE, DirLock, RunDirBusy, RunLogHandler
+from arnn.inplace import LOCK_FILE, SWEEP_LOCK_FILE, DirLock, RunDirBusy, RunLogHandler
 from arnn.results import RunResult
 from arnn.storage import Folder, UnsafeRunDir, WriteError, write_atomic
 from tests.fixtures import (
@@ -411,7 +411,7 @@ def test_a_refused_run_never_removes_a_held_lock(tmp_path):
     run_dir = tmp_path / "run"
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from arnn.inplace import DirLock\n"
-         f"with DirLock({str(run_dir)!r}):\n    print('held', flush=True); time.sleep(120)"],
+         f"with DirLock({str(run_dir)!r}):\n    print('held', flush=True); time.sleep(3600)"],
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -524,3 +524,36 @@ def test_multirun_yaml_is_never_written_through_a_link(tmp_path, sweeper):
                    f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert outside.read_text() == "precious\n" and not (sweep / "multirun.yaml").is_symlink()
+
+
+@pytest.mark.parametrize("name", [SWEEP_LOCK_FILE, "optuna.journal"])
+def test_a_hard_linked_sweep_file_is_refused(tmp_path, name):
+    """A sweep directory's lock or study journal with a second name (a hard link to a file
+    outside): refused in one line, the outside file untouched (a sweep directory has no run's
+    scan for links: this check alone guards it)."""
+    from hydra_plugins.arnn_optuna_sweeper._journal import FolderJournal
+
+    outside, sweep = tmp_path / "precious", tmp_path / "sweep"
+    outside.write_text("precious\n")
+    sweep.mkdir()
+    os.link(outside, sweep / name)
+    with Folder(sweep) as folder, pytest.raises(UnsafeRunDir, match="hard link"):
+        if name == SWEEP_LOCK_FILE:
+            DirLock(folder, SWEEP_LOCK_FILE, "sweep directory").__enter__()
+        else:
+            FolderJournal(folder, (0.0, 1.0))
+    assert outside.read_text() == "precious\n"
+
+
+def test_a_write_whose_rename_fails_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """write_atomic's promise: the previous file whole, and nothing else left behind."""
+    (tmp_path / "f").write_text("before")
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(storage.os, "replace", refuse)
+    with Folder(tmp_path) as folder, pytest.raises(WriteError, match="cannot write"):
+        folder.write_atomic("f", b"after")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+    assert (tmp_path / "f").read_text() == "before"

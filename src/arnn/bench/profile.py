@@ -54,28 +54,33 @@ def profile_markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def tanh_error(chunk: int = 1 << 24) -> list[dict]:
-    """The kernel's float32 tanh and sigmoid against float64 over every finite float32: the
-    largest absolute error, and the largest in units of the last place of the exact value where
-    that value is a normal float32 (below 2^-126, e.g. sigmoid(x < -87), only the absolute error
-    means anything: the kernel returns a denormal near 3e-39 where the exact value is smaller)."""
+def pointwise_errors(name: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kernel's float32 `name` (tanh, sigmoid) at `x` against float64: each point's
+    absolute error, and its error in units of the last place of the exact value where that
+    value is a normal float32 (0 elsewhere: below 2^-126, e.g. sigmoid(x < -87), only the
+    absolute error means anything)."""
     from arnn.recurrence import cpu_backend
 
+    truth = {"tanh": torch.tanh, "sigmoid": torch.sigmoid}[name](x.double())
+    error = (cpu_backend.pointwise(name, x).double() - truth).abs()
+    spacing = torch.nextafter(truth.float().abs(), torch.tensor(float("inf"))).double() \
+        - truth.float().abs().double()
+    ulps = torch.where(truth.abs() >= 2.0 ** -126, error / spacing.clamp_min(2.0 ** -149), 0.0)
+    return error, ulps
+
+
+def tanh_error(chunk: int = 1 << 24) -> list[dict]:
+    """The kernel's float32 tanh and sigmoid against float64 over every finite float32: the
+    largest absolute error, and the largest in units of the last place (`pointwise_errors`)."""
     worst = {name: {"abs": 0.0, "abs_at": 0.0, "ulp": 0.0, "ulp_at": 0.0}
              for name in ("tanh", "sigmoid")}
     for start in range(-(1 << 31), 1 << 31, chunk):
         x = torch.arange(start, start + chunk, dtype=torch.int64).to(torch.int32).view(
             torch.float32)
         x = x[torch.isfinite(x)]
-        for name, exact in (("tanh", torch.tanh), ("sigmoid", torch.sigmoid)):
-            truth = exact(x.double())
-            error = (cpu_backend.pointwise(name, x).double() - truth).abs()
-            spacing = torch.nextafter(truth.float().abs(), torch.tensor(float("inf"))).double() \
-                - truth.float().abs().double()
-            ulps = torch.where(truth.abs() >= 2.0 ** -126, error / spacing.clamp_min(2.0 ** -149),
-                               0.0)
+        for name in ("tanh", "sigmoid"):
             w = worst[name]
-            for key, values in (("abs", error), ("ulp", ulps)):
+            for key, values in zip(("abs", "ulp"), pointwise_errors(name, x), strict=True):
                 i = int(values.argmax())
                 if values[i] > w[key]:
                     w[key], w[f"{key}_at"] = float(values[i]), float(x[i])
