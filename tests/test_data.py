@@ -411,3 +411,21 @@ def test_noise_padded_digits_standardise_with_the_training_part_of_a_validation_
     torch.testing.assert_close(task.train_batch(torch.arange(4))[0][:, :8], rows)
     val_images = task.splits["val"][0].numpy()
     np.testing.assert_array_equal(val_images, x_train[np.sort(held)].astype(np.uint8))
+
+
+def test_a_failed_download_leaves_no_empty_folder(tmp_path):
+    """torchvision makes data/MNIST/raw before it fetches: when the fetch fails, the folders
+    it made are removed again (a folder that existed, or holds a partial file, stays)."""
+    from arnn.data.files import DataError, download_or_explain
+
+    root, kept = tmp_path / "data", tmp_path / "kept"
+    kept.mkdir()
+    folders = [root, root / "MNIST", root / "MNIST" / "raw"]
+
+    def fetch():
+        folders[-1].mkdir(parents=True)
+        raise OSError("Name or service not known")
+
+    with pytest.raises(DataError, match="Download failed: OSError: Name or service not known"):
+        download_or_explain(fetch, "mnist", ["a"], str(root), True, [kept, *folders])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]

@@ -436,3 +436,38 @@ def test_a_resume_on_other_terms_says_so_and_records_both(tmp_path, caplog):
     assert len(warnings) == 1 and "threads 1 there, 2 now" in warnings[0]
     result = RunResult.read(tmp_path)
     assert [h["threads"] for h in result.hosts] == [1, 2] and result.host["threads"] == 2
+
+
+@pytest.mark.slow
+def test_ctrl_c_then_the_same_command_finishes_bit_identical_to_an_uninterrupted_run(tmp_path):
+    """README's promise, as a user meets it: Ctrl-C a run, type the same command again (no
+    directory named): it continues from the checkpoint in the run's own directory and ends
+    with the weights an uninterrupted run ends with; a third time, it says where the result
+    is instead of training again."""
+    args = ["model=lstm", "train.steps=300", "train.log_every=10", "train.eval_every=100",
+            "train.checkpoint_every=1000"]
+    (tmp_path / "straight").mkdir()
+    (tmp_path / "stopped").mkdir()
+    assert run_cli(*args, cwd=tmp_path / "straight").returncode == 0
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args],
+                            cwd=tmp_path / "stopped", stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    for line in proc.stdout:
+        if "step 50/300" in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    rest = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 128 + signal.SIGINT, rest
+    assert "the same command continues the run" in rest
+    again = run_cli(*args, cwd=tmp_path / "stopped")
+    assert again.returncode == 0 and "resumed from" in again.stdout + again.stderr
+    (straight,) = (tmp_path / "straight" / "outputs" / "runs").iterdir()
+    (stopped,) = (tmp_path / "stopped" / "outputs" / "runs").iterdir()
+    assert straight.name == stopped.name  # named by the run's identity, not the clock
+    a, b = checkpoint_params(straight), checkpoint_params(stopped)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    third = run_cli(*args, cwd=tmp_path / "stopped")
+    output = third.stdout + third.stderr
+    assert third.returncode == 0 and "already completed at step 300" in output
+    assert f"results in outputs/runs/{stopped.name}" in output

@@ -557,3 +557,12 @@ def test_a_write_whose_rename_fails_leaves_no_temporary_file(tmp_path, monkeypat
         folder.write_atomic("f", b"after")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
     assert (tmp_path / "f").read_text() == "before"
+
+
+def test_a_run_refused_for_missing_data_leaves_no_directory(tmp_path):
+    """No MNIST where the run looks: one line, and no run directory (nor the folders above it)
+    is left behind (a failed download's empty folders: test_data)."""
+    proc = run_cli("dataset=mnist", "dataset.download=false", "data_dir=data", cwd=tmp_path)
+    line = one_line_error(proc)
+    assert "mnist: files not found" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -11,6 +11,7 @@ Every problem is a `DataError` whose message names the file.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from arnn.errors import UserError
@@ -33,19 +34,26 @@ def read_up_to(f: Any, size: int) -> bytes:
     return b"".join(chunks)
 
 
-
 def download_or_explain(
-    fetch: Callable[[], None], what: str, expected: list[str], where: str, download: bool
+    fetch: Callable[[], None], what: str, expected: list[str], where: str, download: bool,
+    folders: list[Path],
 ) -> None:
     """Run `fetch` (a torchvision download) or stop with one message that says exactly which
-    files are expected where, and how to point the runner at them."""
+    files are expected where, and how to point the runner at them. `folders`: those the
+    download makes (parents first); a failed one leaves none of them behind empty."""
     hint = (
         f"{what}: files not found. Expected {', '.join(expected)} in {where}. "
         f"Put them there, or point data_dir=/path (or ARNN_DATA_DIR) at the folder holding them"
     )
     if not download:
         raise DataError(hint + " (dataset.download=false).")
+    made = [folder for folder in folders if not folder.exists()]
     try:
         fetch()
     except Exception as e:  # noqa: BLE001 - any network failure ends the same way
+        for folder in reversed(made):
+            try:
+                folder.rmdir()  # only if empty: a partial download is left to be looked at
+            except OSError:
+                pass
         raise DataError(f"{hint}. Download failed: {type(e).__name__}: {e}") from None

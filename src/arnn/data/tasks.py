@@ -97,6 +97,7 @@ def _idx(cfg: DictConfig, root: Path, torchvision_name: str) -> dict[str, np.nda
             [f"{n}[.gz]" for n in MNIST_FILES.values()],
             f"{root} (or {root / torchvision_name / 'raw'})",
             cfg.download,
+            [root, root / torchvision_name, root / torchvision_name / "raw"],
         )
         files = find_idx_files(root, torchvision_name)
         if files is None:
@@ -115,6 +116,7 @@ def _cifar10(cfg: DictConfig, root: Path) -> dict[str, np.ndarray]:
             CIFAR10_TRAIN + CIFAR10_TEST,
             str(folder),
             cfg.download,
+            [root],
         )
     return load_cifar10(folder, cfg.num_classes)
 
