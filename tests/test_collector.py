@@ -221,3 +221,41 @@ def test_a_tie_for_the_best_is_named(tmp_path):
     assert point.settings["lr"] == 0.1 and point.tied == 1
     collect_main([str(sweep)])
     assert "(tied with 1 other configuration(s): the first in job order)" in _best_section(sweep)
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_the_figure_draws_only_the_settings_swept(tmp_path):
+    """A `model=arnn,gated_arnn seed=0,1` sweep: each model keeps its preset's lr (they differ
+    between models, never within one) and momentum is a constant: nothing was swept, one panel
+    of the tasks by seed. Sweeping lr within a model gives lr its panel, and only it."""
+    from arnn.report.figures import sensitivity_figure, swept
+
+    for num, (model, lr, seed) in enumerate([("arnn", 0.1, 0), ("arnn", 0.1, 1),
+                                             ("gated_arnn", 0.3, 0), ("gated_arnn", 0.3, 1)]):
+        fake_job(tmp_path / "a", num, model=model, lr=lr, seed=seed,
+                 evaluations=[[10, 0.5, 0.5 + seed / 10]])
+    jobs = collect([tmp_path / "a"]).jobs
+    assert swept(jobs) == []
+    width, _ = _png_size(sensitivity_figure(jobs, "best_val_accuracy"))
+    assert width == 504  # one panel: 4.2 inches at 120 dpi
+    for num, lr in enumerate([0.1, 0.2, 0.3]):
+        fake_job(tmp_path / "b", num, lr=lr, evaluations=[[10, 0.5, lr]])
+    jobs = collect([tmp_path / "b"]).jobs
+    assert swept(jobs) == ["lr"]
+    assert _png_size(sensitivity_figure(jobs, "best_val_accuracy"))[0] == 504
+
+
+def test_many_swept_settings_wrap_onto_rows(tmp_path):
+    from arnn.report.figures import PANELS_PER_ROW, sensitivity_figure
+
+    for num in range(4):
+        fake_job(tmp_path, num, lr=0.1 * (num + 1), evaluations=[[10, 0.5, 0.5]],
+                 settings={"model": {"eps": [0.1, 1.0][num % 2], "gamma": num / 10,
+                                     "sigma_w": float(num)}})
+    jobs = collect([tmp_path]).jobs
+    width, height = _png_size(sensitivity_figure(jobs, "best_val_accuracy"))
+    assert width == int(4.2 * PANELS_PER_ROW * 120) and height == int(3.4 * 2 * 120)

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-outputs/claims/lstm_search}
-DOCS=${DOCS:-docs/claims/lstm_search}
+DOCS=${DOCS:-$OUT/docs}  # DOCS=docs/claims/lstm_search: the committed tables
 mkdir -p "$DOCS"
 : > "$DOCS/summary.txt"
 for T in 50 300; do

@@ -6,6 +6,7 @@
 # re-chosen on validation with two seeds by docs/presets/validation.sh).
 # eps = gamma = 0.01 and sigma_w = 1 come from the stability report (rho^T near 1 at T = 300-1000).
 #   bash docs/claims/presets.sh [noise_digits|noise_mnist ...]     (from the repository root)
+# The tables go under outputs/ ($OUT/docs); DOCS=docs/claims/presets writes the committed ones.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
@@ -25,5 +26,5 @@ for task in "${tasks[@]}"; do
     "$PY" train.py -m "model=$model" "dataset=$task" "${GRID[@]}" "${budget[@]}" \
       "hydra.sweep.dir=$OUT/$task/$model"
   done
-  "$PY" scripts/collect_results.py "$OUT/$task"/* --out "docs/claims/presets/$task"
+  "$PY" scripts/collect_results.py "$OUT/$task"/* --out "${DOCS:-$OUT/docs}/$task"
 done

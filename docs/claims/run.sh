@@ -2,6 +2,8 @@
 # The evidence of docs/claims.md, on 2 CPU cores, offline (from the repository root):
 #   bash docs/claims/run.sh           # 4 models x T in {25, 50, 100, 300, 1000} x 3 seeds, ...
 #   QUICK=1 bash docs/claims/run.sh   # the quick version: one seed, T in {50, 300}
+# Everything goes under $OUT (outputs/claims); DOCS=docs/claims writes the tables and figures
+# this page shows instead of $OUT/docs (the checkout stays as it was otherwise).
 # Each model trains at the settings docs/claims.md was measured with (2026-11-28): the presets of
 # then (docs/claims/presets.sh, the same grid, budget and rule for every model), 800 steps, on
 # the whole training split (dataset.val_size=0: these runs compare fixed settings, they choose
@@ -11,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-outputs/claims}
-DOCS=${DOCS:-docs/claims}
+DOCS=${DOCS:-$OUT/docs}  # DOCS=docs/claims: the committed pages
 MNIST=${MNIST:-../shared/data/mnist}
 if [ "${QUICK:-0}" = 1 ]; then
   LENGTHS=50,300 SEEDS=0 LONGEST=300 MNIST_MODELS=gated_arnn MNIST_STEPS=200

@@ -3,6 +3,7 @@
 # sweeps of sweep.sh did not tune runs its preset for 50 steps, as README's table commands with
 # train.steps=50; then the acceptance runs of issue 10.
 #   bash docs/presets/checks.sh
+# The tables go under outputs/ ($OUT/docs); DOCS=docs/presets/checks writes the committed ones.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
@@ -32,4 +33,4 @@ SHORT=(train.steps=50 train.log_every=25 dataset.test_limit=1000)
 "$PY" train.py model=gated_arnn dataset=digits optimizer.lr=1e12 train.steps=50 \
   hydra.run.dir=outputs/multirun/checks/accept/lr1e12
 "$PY" train.py hydra.run.dir=outputs/multirun/checks/accept/default
-"$PY" scripts/collect_results.py outputs/multirun/checks --out docs/presets/checks
+"$PY" scripts/collect_results.py outputs/multirun/checks --out "${DOCS:-outputs/multirun/checks/docs}"

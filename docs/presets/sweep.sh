@@ -6,6 +6,7 @@
 # canonical files; CIFAR-10: the approximate JPEG copy
 # (python ../shared/data/cifar10-jpeg/make_cifar10.py data/cifar_jpeg), never a CIFAR-10 result.
 #   bash docs/presets/sweep.sh [pair ...]    pairs: <model>_<dataset>, default all below
+# The tables go under outputs/ ($OUT/docs); DOCS=docs/presets writes the committed ones.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
@@ -30,7 +31,7 @@ sweep() {  # sweep <model> <dataset> <data_dir> <grid...>
   "$PY" train.py -m model="$model" dataset="$dataset" data_dir="$data" "${COMMON[@]}" "$@" \
     hydra.sweep.dir="$OUT/${model}_${dataset}"
   "$PY" scripts/collect_results.py "$OUT/${model}_${dataset}" \
-    --out "docs/presets/${model}_${dataset}"
+    --out "${DOCS:-$OUT/docs}/${model}_${dataset}"
 }
 
 PAIRS=("$@")

@@ -4,6 +4,7 @@
 # two seeds per grid point (a point is ranked by its mean and promoted with both seeds), eta 2.
 # The test split is read only by the collector, to report the chosen point.
 #   bash docs/presets/validation.sh [digits|noise_digits ...]     (from the repository root)
+# The tables go under outputs/ ($OUT/docs); DOCS=docs/presets/validation writes the committed ones.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
@@ -22,5 +23,5 @@ for task in "${tasks[@]}"; do
     "$PY" train.py -m "model=$model" "dataset=$task" "${GRID[@]}" "${budget[@]}" \
       "hydra.sweep.dir=$OUT/$task/$model"
   done
-  "$PY" scripts/collect_results.py "$OUT/$task"/* --out "docs/presets/validation/$task"
+  "$PY" scripts/collect_results.py "$OUT/$task"/* --out "${DOCS:-$OUT/docs}/$task"
 done

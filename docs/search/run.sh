@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-outputs/search_compare}
-DOCS=${DOCS:-docs/search}
+DOCS=${DOCS:-$OUT/docs}  # DOCS=docs/search: the committed tables
 : > "$DOCS/summary.txt"
 for pruner in hyperband none; do
   for round in 1 2; do

@@ -31,45 +31,98 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
+PANELS_PER_ROW = 3
+MARKERS = "osD^vP*Xh<>p"  # one per seed
+
+
+def swept(jobs: list[Job]) -> list[str]:
+    """The settings swept: those that take more than one value among the jobs of one task and
+    model (a setting that differs only between models, each keeping its preset's, was not
+    swept), in the order the jobs name them; never the seed, the model or the dataset."""
+    by_task: dict[tuple[str, str], list[Job]] = {}
+    for job in jobs:
+        by_task.setdefault((job.dataset, job.model), []).append(job)
+    varied = set().union(*(varying(group) for group in by_task.values())) if by_task else set()
+    return [k for k in dict.fromkeys(k for j in jobs for k in j.settings)
+            if k in varied and k not in ("model", "dataset", "seed")]
+
+
 def sensitivity_figure(jobs: list[Job], metric: str) -> bytes:
-    """`metric` against each setting that varies, one panel each; every job is a dot, the line
-    joins the best job per value (results.png)."""
+    """`metric` against each swept setting, one panel each, wrapped onto rows: every job a dot
+    (its seed's marker), a line through each task's best job per value (its colour); with no
+    setting swept, one panel of every task's jobs by seed (results.png)."""
     plt = _pyplot()
     done = finished(jobs)[:MAX_POINTS]
-    swept = [k for k in dict.fromkeys(k for j in done for k in j.settings)
-             if k in varying(done) and k not in ("model", "dataset")]
-    panels = swept[:MAX_PANELS] or ["lr"]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), squeeze=False)
+    keys = swept(done)
+    panels = keys[:MAX_PANELS] or [None]
+    rows = -(-len(panels) // PANELS_PER_ROW)
+    cols = min(len(panels), PANELS_PER_ROW)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
     tasks = sorted({(j.dataset, j.model) for j in done})[:10]
-    for ax, key in zip(axes[0], panels, strict=True):
-        categorical = any(isinstance(j.settings.get(key), str | bool) for j in done)
-        for i, task in enumerate(tasks):
-            pts = [(j.settings.get(key), j.metric(metric) or 0.0) for j in done
-                   if (j.dataset, j.model) == task and j.settings.get(key) is not None]
-            if not pts:
-                continue
-            values = sorted({p[0] for p in pts}, key=str if categorical else float)
-            pos = {v: k for k, v in enumerate(values)} if categorical else None
-            xs = [pos[p[0]] if categorical else p[0] for p in pts]
-            ax.scatter(xs, [p[1] for p in pts], s=12, alpha=0.5, color=f"C{i}")
-            top = [max(a for v, a in pts if v == value) for value in values]
-            ax.plot([pos[v] for v in values] if categorical else values, top, color=f"C{i}",
-                    label="/".join(task)[:40])
-            if categorical:
-                ax.set_xticks(range(len(values)), [str(v)[:12] for v in values])
-        if not categorical and key in ("eps", "gamma", "lr") and all(
-            (j.settings.get(key) or 0) > 0 for j in done
-        ):
-            ax.set_xscale("log")
-        ax.set_xlabel(key[:40])
+    seeds = sorted({j.settings.get("seed") for j in done}, key=str)[:len(MARKERS)]
+    for ax, key in zip(axes.ravel(), panels, strict=False):
+        if key is None:
+            _by_task(ax, done, tasks, seeds, metric)
+        else:
+            _against(ax, done, tasks, seeds, key, metric)
         ax.set_ylabel(metric.replace("_", " "))
         ax.grid(alpha=0.3)
-    if len(swept) > MAX_PANELS:
-        fig.suptitle(f"also swept: {', '.join(swept[MAX_PANELS:])}"[:120], fontsize=7)
-    if axes[0][0].get_legend_handles_labels()[0]:
-        axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
+    for ax in axes.ravel()[len(panels):]:
+        ax.axis("off")
+    if len(keys) > MAX_PANELS:
+        fig.suptitle(f"also swept: {', '.join(keys[MAX_PANELS:])}"[:120], fontsize=7)
+    handles = [plt.Line2D([], [], color=f"C{i}", label="/".join(t)[:40])
+               for i, t in enumerate(tasks)]
+    if len(seeds) > 1:
+        handles += [plt.Line2D([], [], color="gray", marker=MARKERS[i], linestyle="",
+                               label=f"seed {s}") for i, s in enumerate(seeds)]
+    if handles:
+        fig.legend(handles=handles, fontsize=7, loc="lower center",
+                   ncol=min(len(handles), 6), bbox_to_anchor=(0.5, 0.0))
+        fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(handles) // 6), 1, 1))
+    else:
+        fig.tight_layout()
     return _png(fig)
+
+
+def _marker(job: Job, seeds: list[Any]) -> str:
+    seed = job.settings.get("seed")
+    return MARKERS[seeds.index(seed)] if seed in seeds else "."
+
+
+def _against(ax: Any, done: list[Job], tasks: list[tuple[str, str]], seeds: list[Any],
+             key: str, metric: str) -> None:
+    """One swept setting's panel."""
+    categorical = any(isinstance(j.settings.get(key), str | bool) for j in done)
+    values = sorted({j.settings.get(key) for j in done if j.settings.get(key) is not None},
+                    key=str if categorical else float)
+    position = {v: i for i, v in enumerate(values)}
+    for i, task in enumerate(tasks):
+        pts = [j for j in done if (j.dataset, j.model) == task and j.settings.get(key) in position]
+        for job in pts:
+            x = position[job.settings[key]] if categorical else job.settings[key]
+            ax.scatter([x], [job.metric(metric) or 0.0], s=14, alpha=0.6, color=f"C{i}",
+                       marker=_marker(job, seeds))
+        shown = [v for v in values if any(j.settings[key] == v for j in pts)]
+        top = [max((j.metric(metric) or 0.0) for j in pts if j.settings[key] == v) for v in shown]
+        ax.plot([position[v] for v in shown] if categorical else shown, top, color=f"C{i}")
+    if categorical:
+        ax.set_xticks(range(len(values)), [str(v)[:12] for v in values])
+    elif key in ("eps", "gamma", "lr") and values and min(values) > 0:
+        ax.set_xscale("log")
+    ax.set_xlabel(key[:40])
+
+
+def _by_task(ax: Any, done: list[Job], tasks: list[tuple[str, str]], seeds: list[Any],
+             metric: str) -> None:
+    """No setting swept: each task's jobs, one dot per seed."""
+    for i, task in enumerate(tasks):
+        for job in (j for j in done if (j.dataset, j.model) == task):
+            ax.scatter([i], [job.metric(metric) or 0.0], s=18, alpha=0.7, color=f"C{i}",
+                       marker=_marker(job, seeds))
+    ax.set_xticks(range(len(tasks)), ["/".join(t)[:20] for t in tasks], rotation=20,
+                  fontsize=7)
+    ax.set_xlabel("task (no setting swept)")
 
 
 def length_groups(jobs: list[Job]) -> dict[tuple[str, str], dict[int, list[Job]]]:

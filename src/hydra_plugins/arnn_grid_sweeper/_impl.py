@@ -9,6 +9,7 @@ from typing import Any
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from arnn.storage import shown
 from arnn.sweeps import owned, save_multirun
 
 
@@ -28,4 +29,6 @@ class GridSweeperImpl(BasicSweeper):
                     _ = result.return_value  # a failed job raises here, after its whole batch
                 initial_job_idx += len(batch)
                 returns.append(results)
+        print(f"[sweep] {initial_job_idx} job(s) ran; results in {shown(folder.path)} "
+              f"(tables: arnn-collect {shown(folder.path)})", flush=True)
         return returns

@@ -28,7 +28,7 @@ from arnn.halving_record import (
 )
 from arnn.points import Score, group, score
 from arnn.results import ResultsError, Status
-from arnn.storage import Folder
+from arnn.storage import Folder, shown
 from arnn.sweeps import RungSweeper, earlier_budgets, owned, save_multirun
 from arnn.sweeps import budgets as rung_budgets
 
@@ -199,4 +199,5 @@ class HalvingSweeperImpl(RungSweeper):
                         f"(jobs {', '.join(str(sweep_dir / str(j)) for j in jobs)})")
                 break
         print(f"[halving] {steps} steps trained, {steps / full:.1%} of the full grid's {full}; "
-              f"{best}; results in {sweep_dir} (arnn-collect {sweep_dir})", flush=True)
+              f"{best}; results in {shown(sweep_dir)} (tables: arnn-collect {shown(sweep_dir)})",
+              flush=True)

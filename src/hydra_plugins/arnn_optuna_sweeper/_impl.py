@@ -23,7 +23,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
 from arnn.errors import invalid
-from arnn.storage import Folder
+from arnn.storage import Folder, shown
 from arnn.sweeps import RungSweeper, budgets, owned, save_multirun
 
 from ._journal import FolderJournal, StudyError, refuse_an_old_study
@@ -128,4 +128,5 @@ class OptunaSweeperImpl(RungSweeper):
             + " ".join(f"{k}={override_value(v)}" for k, v in study.best_params.items()))
         print(f"[optuna] {len(study.trials)} trials in the study; this command trained "
               f"{trained} steps, {trained / (jobs * final):.1%} of {jobs} job(s) x {final}; "
-              f"{best}; results in {folder.path} (arnn-collect {folder.path})", flush=True)
+              f"{best}; results in {shown(folder.path)} (tables: arnn-collect "
+              f"{shown(folder.path)})", flush=True)
