@@ -1,4 +1,4 @@
-"""Print README's preset table (section "Presets"), generated from conf/preset.
+"""Print docs/presets.md's preset table, generated from conf/preset.
 
     python scripts/preset_table.py
 """

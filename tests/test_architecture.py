@@ -1,4 +1,4 @@
-"""The house rules README's "Architecture" section states, read from the source: each module
+"""The house rules docs/development.md's "Architecture" states, read from the source: each module
 imports only modules of lower layers, functions and classes stay short, tests and scripts do not
 import test modules."""
 
@@ -17,7 +17,7 @@ import pytest
 from tests.fixtures import ROOT
 
 SRC = ROOT / "src"
-# Bottom to top; a module may import only modules of a lower layer (README, "Architecture").
+# Bottom to top; a module may import only modules of a lower layer (docs/development.md).
 LAYERS = [
     ["arnn.errors", "arnn.grid", "arnn.bounded", "arnn.report.paper", "arnn.host"],
     ["arnn.storage", "arnn.recurrence", "arnn.data.files", "arnn.window"],
@@ -94,7 +94,7 @@ def test_every_module_has_a_layer():
     unlisted = [_module_name(p) for p in SRC.rglob("*.py")
                 if _unit(_module_name(p)) is None
                 and _module_name(p) not in ("arnn", "arnn.report", "hydra_plugins")]
-    assert not unlisted, f"place these in LAYERS (and README's Architecture): {unlisted}"
+    assert not unlisted, f"place these in LAYERS (and docs/development.md): {unlisted}"
 
 
 def test_imports_run_downward_only():
@@ -189,7 +189,7 @@ DATASETS["mirror_digits"] = DatasetSpec(_mirrored_digits, 1.0 / 16,
 
 
 def _regenerated_preset_table(root: Path) -> Callable[[str], str]:
-    """README with its preset table made by scripts/preset_table.py in the copy at `root`."""
+    """docs/presets.md with its table made by scripts/preset_table.py in the copy at `root`."""
     def edit(text: str) -> str:
         table = subprocess.run([sys.executable, "scripts/preset_table.py"], cwd=root,
                                env={**os.environ, "PYTHONPATH": str(root / "src")},
@@ -200,8 +200,9 @@ def _regenerated_preset_table(root: Path) -> Callable[[str], str]:
 
 
 def _walkthrough_files(section: str, name: str) -> set[str]:
-    """The files README's "Adding a <section>" names (<name>, <dataset> as the test's)."""
-    text = (ROOT / "README.md").read_text()
+    """The files docs/development.md's "Adding a <section>" names (<name>, <dataset> as the
+    test's)."""
+    text = (ROOT / "docs" / "development.md").read_text()
     start = text.index(f"### Adding a {section}")
     part = text[start:text.index("\n## ", start)].split("\n### ")[0]
     named = re.findall(r"^\d+\. `([^`]+)`", part, flags=re.MULTILINE)
@@ -209,11 +210,14 @@ def _walkthrough_files(section: str, name: str) -> set[str]:
 
 
 def _copy_of_the_project(root: Path) -> Callable[..., subprocess.CompletedProcess]:
-    """src/, conf/, scripts/, tests/, train.py and README.md copied to `root`; returns a
-    runner of `python <args>` there, on the copy's code."""
+    """src/, conf/, scripts/, tests/, train.py, README.md and the docs pages copied to `root`;
+    returns a runner of `python <args>` there, on the copy's code."""
     for part in ("src/arnn", "conf", "scripts", "tests"):
         shutil.copytree(ROOT / part, root / part,
                         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    (root / "docs").mkdir()
+    for page in (ROOT / "docs").glob("*.md"):
+        shutil.copy(page, root / "docs" / page.name)
     for name in ("train.py", "README.md", "pyproject.toml"):
         shutil.copy(ROOT / name, root / name)
 
@@ -244,10 +248,10 @@ def _trained(python: Callable[..., subprocess.CompletedProcess], run_dir: Path, 
 
 
 @pytest.mark.slow
-def test_adding_a_model_touches_the_files_readme_names(tmp_path):
-    """A cell with a new hyperparameter, added by editing only the files README's walk-through
-    names, trains through train.py; its setting is validated and recorded like the others, and
-    the suite's checks of README still pass."""
+def test_adding_a_model_touches_the_files_the_guide_names(tmp_path):
+    """A cell with a new hyperparameter, added by editing only the files the walk-through of
+    docs/development.md names (README not among them), trains through train.py; its setting is
+    validated and recorded like the others, and the suite's checks of the docs still pass."""
     python = _copy_of_the_project(tmp_path)
     edits = {
         "src/arnn/models.py": lambda text: text.replace(
@@ -259,8 +263,8 @@ def test_adding_a_model_touches_the_files_readme_names(tmp_path):
             "model:\n  hidden_size: 16\n  alpha: 0.5\n  sigma_w: 1.0\noptimizer:\n  lr: 0.1\n"),
     }
     _edit(tmp_path, edits)
-    _edit(tmp_path, {"README.md": _regenerated_preset_table(tmp_path)})
-    assert _walkthrough_files("model", "toy") == {*edits, "README.md"}
+    _edit(tmp_path, {"docs/presets.md": _regenerated_preset_table(tmp_path)})
+    assert _walkthrough_files("model", "toy") == {*edits, "docs/presets.md"}
     result = _trained(python, tmp_path / "run", "model=toy")
     assert result["model"] == "toy"
     assert result["config"]["model"] == {"name": "toy", "hidden_size": 16, "alpha": 0.5,
@@ -274,15 +278,15 @@ def test_adding_a_model_touches_the_files_readme_names(tmp_path):
     mnist = python("train.py", "model=toy", "dataset=pmnist", "--cfg", "job", "--resolve")
     assert mnist.returncode == 0 and "alpha: 0.5" in mnist.stdout  # the digits' preset
     checks = python("-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_presets.py",
-                    "-k", "readme or mirror or every_pair")
+                    "-k", "docs or mirror or every_pair")
     assert checks.returncode == 0, checks.stdout[-3000:]
 
 
 @pytest.mark.slow
-def test_adding_a_dataset_touches_the_files_readme_names(tmp_path):
-    """Mirrored digits with a setting of their own (`mirror`), added by editing only the three
-    files README's walk-through names: they train through train.py with the digits' presets,
-    their setting is typed, validated and recorded, and the suite's README checks pass."""
+def test_adding_a_dataset_touches_the_files_the_guide_names(tmp_path):
+    """Mirrored digits with a setting of their own (`mirror`), added by editing only the files
+    the walk-through of docs/development.md names: they train through train.py with the digits'
+    presets, their setting is typed, validated and recorded, and the docs checks pass."""
     python = _copy_of_the_project(tmp_path)
     edits = {
         "src/arnn/data/tasks.py": lambda text: text + TOY_DATASET,
@@ -290,12 +294,14 @@ def test_adding_a_dataset_touches_the_files_readme_names(tmp_path):
             "name: mirror_digits\ninput_size: 1\nseq_len: 64\nnum_classes: 10\n"
             "standardize: false\ndownload: false\nval_size: 0.1\nval_seed: 0\n"
             "test_fraction: 0.25\nsplit_seed: 0\nmirror: true\n"),
-        "README.md": lambda text: _regenerated_preset_table(tmp_path)(text.replace(
+        "docs/running.md": lambda text: text.replace(
             "| `dataset` | `digits` (default, offline), ",
-            "| `dataset` | `digits` (default, offline), `mirror_digits`, ").replace(
+            "| `dataset` | `digits` (default, offline), `mirror_digits`, "),
+        "docs/data.md": lambda text: text.replace(
             "\n| `mnist` | 784 x 1 |",
             "\n| `mirror_digits` | 64 x 1 | the digits, each image mirrored | none |"
-            "\n| `mnist` | 784 x 1 |")),
+            "\n| `mnist` | 784 x 1 |"),
+        "docs/presets.md": _regenerated_preset_table(tmp_path),
     }
     _edit(tmp_path, edits)
     assert _walkthrough_files("dataset", "mirror_digits") == set(edits)

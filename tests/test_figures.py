@@ -131,3 +131,27 @@ def test_gradient_flow_of_a_trained_run_and_of_a_damaged_one(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["--models", "", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "g.png")])
     assert info.value.code == 2 and "corrupt or truncated" in capsys.readouterr().err
+
+
+def test_the_gate_trace_is_eq_13s_gate_written_out():
+    """gate_trace against the gate computed by hand, step by step, in float64."""
+    import torch
+
+    from arnn.dynamics import gate_trace
+    from arnn.models import build_cell
+
+    torch.manual_seed(3)
+    cell = build_cell("gated_arnn", 2, 4, eps=0.3, gamma=0.1, sigma_w=1.0,
+                      backend="reference").double()
+    with torch.no_grad():
+        cell.bias.uniform_(-1, 1)
+    x = torch.randn(5, 6, 2, dtype=torch.float64)
+    a, h, expected = cell.recurrent_matrix().detach(), torch.zeros(5, 4, dtype=torch.float64), []
+    vh, vz, bh, bz = cell.weight_ih[:4], cell.weight_ih[4:], cell.bias[:4], cell.bias[4:]
+    with torch.no_grad():
+        for t in range(6):
+            z = torch.sigmoid(h @ a.T + x[:, t] @ vz.T + bz)
+            expected.append(z.flatten().numpy())
+            h = h + 0.3 * z * torch.tanh(h @ a.T + x[:, t] @ vh.T + bh)
+    assert np.allclose(gate_trace(cell, x), np.stack(expected), rtol=0, atol=1e-12)
+    assert gate_trace(build_cell("arnn", 2, 4), x.float()) is None

@@ -171,11 +171,12 @@ def test_a_setting_the_model_does_not_have_is_refused(override, message):
         validate(cfg)
 
 
-def test_readme_table_is_the_one_conf_preset_generates():
-    """README's preset table is `python scripts/preset_table.py`'s output: one row per pair,
+def test_the_docs_preset_table_is_the_one_conf_preset_generates():
+    """docs/presets.md's table is `python scripts/preset_table.py`'s output: one row per pair,
     the values it composes to, and where they come from."""
     table = preset_table(CONF)
-    assert table in (CONF.parent / "README.md").read_text(), "run scripts/preset_table.py"
+    assert table in (CONF.parent / "docs" / "presets.md").read_text(), \
+        "run scripts/preset_table.py"
     rows = [r for r in table.splitlines()[2:]]
     assert len(rows) == len(CELLS) * len(DATASETS)
     arnn_pmnist = next(r for r in rows if r.startswith("| arnn | pmnist |"))
@@ -183,13 +184,15 @@ def test_readme_table_is_the_one_conf_preset_generates():
                                   "arnn_mnist's preset")
 
 
-def test_readme_lists_every_dataset():
-    """Each dataset of the registry is a choice in README's usage table and a row of its
-    Datasets table (README, "Adding a dataset")."""
-    text = (CONF.parent / "README.md").read_text()
-    choices = next(line for line in text.splitlines() if line.startswith("| `dataset` |"))
+def test_the_docs_list_every_dataset():
+    """Each dataset of the registry is a choice in docs/running.md's usage table and a row of
+    docs/data.md's Datasets table (docs/development.md, "Adding a dataset")."""
+    docs = CONF.parent / "docs"
+    choices = next(line for line in (docs / "running.md").read_text().splitlines()
+                   if line.startswith("| `dataset` |"))
     rows = {line.split("|")[1].strip().strip("`") for line in
-            text.split("| dataset | T x m |")[1].split("\n\n")[0].splitlines()[2:]}
+            (docs / "data.md").read_text().split("| dataset | T x m |")[1].split("\n\n")[0]
+            .splitlines()[2:]}
     for name in DATASETS:
         assert f"`{name}`" in choices, name
         assert name in rows, name

@@ -73,3 +73,17 @@ def test_a_matrix_that_is_not_finite_has_no_report():
     with torch.no_grad():
         cell.matrix.weight.fill_(float("nan"))
     assert stability_report(cell, 10) is None
+
+
+def test_a_gated_cell_reports_its_start_with_half_open_gates():
+    """eq. 13 at the start (b_z = 0, h_0 = 0): z = 1/2, so a step is eps z A; the report gives
+    rho^T for that step beside the bound (z = 1), which alone decides the warning."""
+    torch.manual_seed(0)
+    gated = GatedAntisymmetricRNNCell(1, 128, eps=0.1, gamma=0.01, sigma_w=1.0)
+    report = stability_report(gated, seq_len=784)
+    mu = torch.linalg.eigvals(gated.recurrent_matrix().detach().double())
+    assert report.half_gate_rho == pytest.approx((1 + 0.05 * mu).abs().max().item(), rel=1e-9)
+    assert report.half_gate_rho < report.euler_rho
+    assert "at the start, z = 1/2: rho^T = " in report.line()
+    assert stability_report(AntisymmetricRNNCell(1, 8), 10).half_gate_rho is None
+    assert "z = 1/2" not in stability_report(AntisymmetricRNNCell(1, 8), 10).line()

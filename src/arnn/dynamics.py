@@ -121,6 +121,20 @@ def gradient_flow(model: SequenceClassifier, x: Tensor, y: Tensor) -> np.ndarray
     return torch.stack([g.norm(dim=1).mean() for g in grads]).detach().cpu().numpy()
 
 
+@torch.no_grad()
+def gate_trace(cell: nn.Module, x: Tensor) -> np.ndarray | None:
+    """For a gated cell (eq. 13), its input gates z_t = sigmoid(A h_{t-1} + V_z x_t + b_z) on
+    the batch x, t = 1..T: (T, B * n) values; None for a cell without a gate."""
+    if not getattr(cell, "gated", False):
+        return None
+    n, matrix = cell.hidden_size, cell.recurrent_matrix()
+    states = [x.new_zeros(x.shape[0], n), *cell.step_states(x)[:-1]]  # h_0 .. h_{T-1}
+    weight_z, bias_z = cell.weight_ih[n:], cell.bias[n:]
+    gates = [torch.sigmoid(h @ matrix.T + x[:, t] @ weight_z.T + bias_z)
+             for t, h in enumerate(states)]
+    return torch.stack(gates).flatten(1).cpu().numpy()
+
+
 def plot_gradient_flow(curves: dict[str, np.ndarray], title: str):
     """A matplotlib figure of ||dL/dh_t|| against t (log scale) for each named curve."""
     import matplotlib

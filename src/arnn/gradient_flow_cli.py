@@ -12,7 +12,7 @@ from arnn.bounded import load_yaml
 from arnn.build import build
 from arnn.checkpoint import CHECKPOINT, check_compatible, load_checkpoint, max_checkpoint_bytes
 from arnn.data import SequenceTask
-from arnn.dynamics import gradient_flow, plot_eigenvalues, plot_gradient_flow
+from arnn.dynamics import gate_trace, gradient_flow, plot_eigenvalues, plot_gradient_flow
 from arnn.errors import OneLineParser, UserError, exit_with, positive_int
 from arnn.schema import compose_config, register_configs
 from arnn.spec import RunSpec
@@ -20,10 +20,12 @@ from arnn.stability import eigenvalues
 
 
 def curves(configs: dict[str, tuple[DictConfig, Path | None]], batch: int,
-           data_dir: str | None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Name -> mean ||dL/dh_t|| for each (config, optional run directory), and name -> the
-    eigenvalues of the recurrent matrix for the models that have one."""
-    flows, spectra = {}, {}
+           data_dir: str | None
+           ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Name -> mean ||dL/dh_t|| for each (config, optional run directory); name -> the
+    eigenvalues of the recurrent matrix, and name -> the input gates over t (arnn.dynamics
+    .gate_trace), for the models that have them."""
+    flows, spectra, gates = {}, {}, {}
     tasks: dict[tuple[str, str, str], SequenceTask] = {}  # models on one dataset share it
     for name, (cfg, run_dir) in configs.items():
         if data_dir is not None:
@@ -42,7 +44,21 @@ def curves(configs: dict[str, tuple[DictConfig, Path | None]], batch: int,
         matrix = model.cell.recurrent_matrix()
         if matrix is not None and (mu := eigenvalues(matrix)) is not None:
             spectra[name] = mu.numpy()
-    return flows, spectra
+        if (trace := gate_trace(model.cell, x)) is not None:
+            gates[name] = trace
+    return flows, spectra, gates
+
+
+def gate_lines(gates: dict[str, np.ndarray], eps: dict[str, float]) -> list[str]:
+    """Per gated model: its mean gate, the step it makes (eps z), how many gates are shut or
+    open, and the mean gate at the start, the middle and the end of the sequence."""
+    lines = []
+    for name, z in gates.items():
+        steps = len(z)
+        at = ", ".join(f"t={t + 1}: {z[t].mean():.3f}" for t in (0, steps // 2, steps - 1))
+        lines.append(f"{name:>28}: mean gate z {z.mean():.3f} (eps z = {eps[name] * z.mean():.3g}"
+                     f"), z < 0.1: {(z < 0.1).mean():.1%}, z > 0.9: {(z > 0.9).mean():.1%}; {at}")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -70,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
             cfg = OmegaConf.create(load_yaml(run_dir / ".hydra" / "config.yaml", 1 << 20,
                                              UserError))
             configs[f"{cfg.model.name} ({run_dir.name})"] = (cfg, run_dir)
-        results, spectra = curves(configs, args.batch, args.data_dir)
+        results, spectra, gates = curves(configs, args.batch, args.data_dir)
     except UserError as e:
         exit_with(e)
     fig = plot_gradient_flow(results, f"gradient flow on {args.dataset}")
@@ -80,6 +96,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name:>28}: ||dL/dh_1|| = {norms[0]:.3e}, ||dL/dh_T|| = {norms[-1]:.3e}, "
               f"ratio {norms[0] / max(norms[-1], 1e-45):.3g}")
     print(f"wrote {args.out}")
+    print("\n".join(gate_lines(gates, {name: cfg.model.eps for name, (cfg, _) in configs.items()
+                                        if cfg.model.eps is not None})))
     if args.eigenvalues is not None:
         gammas = {cfg.model.gamma for cfg, _ in configs.values() if cfg.model.gamma is not None}
         fig = plot_eigenvalues(spectra, "eigenvalues of the recurrent matrix",

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from arnn.grid import APPENDIX_C
 
-# rho^T above this at the start of a run: warn (never refuse). Measured (README, "Stability
+# rho^T above this at the start of a run: warn (never refuse). Measured (docs/presets.md, "Stability
 # report"): the presets start near 1.1; 332 trained (ablation, digits, eps 0.1); 820 exploded
 # (gated_arnn, pixel MNIST, eps 0.1, gamma 0.1); 1.9e4 exploded (arnn, pixel CIFAR-10); 2.1e4
 # reached a mean loss of 102 in 50 steps (the ablation with sigma_w 1, pixel CIFAR-10).
@@ -44,21 +44,34 @@ class StabilityReport:
     euler_rho: float  # max_i |1 + eps mu_i|
     seq_len: int  # T
     eigenvalues: Tensor | None = field(default=None, repr=False)  # mu_i, when known
+    # A gated cell's rho with its gates at 1/2 (as they start: b_z = 0, h_0 = 0): the step it
+    # takes then is eps z. euler_rho takes the gates fully open, z = 1: the bound.
+    half_gate_rho: float | None = None
 
     @property
     def log10_growth(self) -> float:
         """log10(rho^T) = T log10(rho)."""
-        return self.seq_len * math.log10(self.euler_rho) if self.euler_rho > 0 else -math.inf
+        return _log10_growth(self.euler_rho, self.seq_len)
 
     @property
     def growth_text(self) -> str:
         """rho^T, written as a power of ten when too large for a float."""
-        g = self.log10_growth
-        return f"{10 ** g:.3g}" if g < 300 else f"10^{g:.0f}"
+        return _power_text(self.log10_growth)
 
     def line(self) -> str:
+        gate = "" if self.half_gate_rho is None else (
+            f" with the gate open (z = 1); at the start, z = 1/2: rho^T = "
+            f"{_power_text(_log10_growth(self.half_gate_rho, self.seq_len))}")
         return (f"stability: rho = max|1 + eps mu(A)| = {self.euler_rho:.6f}, "
-                f"rho^T = {self.growth_text} over T={self.seq_len} steps")
+                f"rho^T = {self.growth_text} over T={self.seq_len} steps{gate}")
+
+
+def _log10_growth(rho: float, steps: int) -> float:
+    return steps * math.log10(rho) if rho > 0 else -math.inf
+
+
+def _power_text(log10: float) -> str:
+    return f"{10 ** log10:.3g}" if log10 < 300 else f"10^{log10:.0f}"
 
 
 def stability_report(cell: torch.nn.Module, seq_len: int) -> StabilityReport | None:
@@ -71,7 +84,8 @@ def stability_report(cell: torch.nn.Module, seq_len: int) -> StabilityReport | N
     mu = eigenvalues(matrix)
     if mu is None:
         return None
-    return StabilityReport(euler_rho(mu, eps), seq_len, mu)
+    half = euler_rho(mu, eps / 2) if getattr(cell, "gated", False) else None
+    return StabilityReport(euler_rho(mu, eps), seq_len, mu, half)
 
 
 def nearest_fixes(mu: Tensor, eps: float, gamma: float | None, sigma_w: float, seq_len: int,

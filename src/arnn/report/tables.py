@@ -179,7 +179,7 @@ def markdown(jobs: list[Job], missing: int, select: str,
     lines = [f"# Sweep results: each task's configuration chosen by {select} (mean over "
              f"seeds), reported by {report}", "",
              "Cells: mean ± standard deviation over seeds (number of seeds); a seed that did "
-             "not complete counts 0 and is named beside the count (README, \"Seeds and "
+             "not complete counts 0 and is named beside the count (docs/presets.md, \"Seeds and "
              "spread\").", ""]
     if select not in VALIDATION_METRICS:
         lines += [f"**Chosen on the test split ({select}): the numbers below are not test "
