@@ -1,5 +1,6 @@
-"""docs/presets.md's preset table, generated from conf/preset: one row per (model, dataset) with the values
-that pair composes to and where they come from (the header comment of the preset it uses).
+"""docs/presets.md's preset table, generated from conf/preset: one row per (model, dataset) with
+the values that pair composes to and where they come from (the header comment of the preset it
+uses).
 
     python scripts/preset_table.py      # prints the table; tests/test_presets.py compares
 """

@@ -3,9 +3,9 @@ whether it follows the paper's protocol, whose presets it takes), and `build_tas
 an entry and its config into a device-resident `SequenceTask`.
 
 Adding a dataset is its entry here, conf/dataset/<name>.yaml and its rows in the docs
-(docs/development.md, "Adding a dataset"): the config schema, validation, a run's identity and the collector's columns
-derive from the entry's `settings`; a (model, dataset) pair without a preset of its own takes the
-presets of `presets_from`.
+(docs/development.md, "Adding a dataset"): the config schema, validation, a run's identity and
+the collector's columns derive from the entry's `settings`; a (model, dataset) pair without a
+preset of its own takes the presets of `presets_from`.
 """
 
 from __future__ import annotations
