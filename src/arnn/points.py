@@ -3,9 +3,9 @@ and one rule says what the point scores, for every sweeper and the collector ali
 
 The rule (docs/presets.md, "Seeds and spread"): a point's score is the mean over its seeds of
 each seed's value, where a seed that **completed** counts its metric, and a seed that diverged,
-failed, was pruned or never ran counts **0**: a setting that fails for one seed in three is worse than one
-that does not, and the sweeper that promotes, the search that learns and the table that reports
-must all see that. A seed still running (or requeued, or interrupted and waiting to resume) is
+failed, was pruned or never ran counts **0**: a setting that fails for one seed in three is
+worse than one that does not, and the sweeper that promotes, the search that learns and the
+table that reports must all see that. A seed still running (or requeued, or interrupted and waiting to resume) is
 not counted yet: the point is *pending*, scored over the seeds that have finished, and says so.
 The spread is the sample standard deviation of the same values.
 """
