@@ -1,13 +1,13 @@
-"""One grid point, one score: the jobs of a sweep that differ only in their seed are one point,
-and one rule says what the point scores, for every sweeper and the collector alike.
+"""One grid point, one score: the jobs of a sweep that differ only in their seed are one point, and
+one rule says what the point scores, for every sweeper and the collector alike.
 
 The rule (docs/presets.md, "Seeds and spread"): a point's score is the mean over its seeds of
 each seed's value, where a seed that **completed** counts its metric, and a seed that diverged,
 failed, was pruned or never ran counts **0**: a setting that fails for one seed in three is
 worse than one that does not, and the sweeper that promotes, the search that learns and the
-table that reports must all see that. A seed still running (or requeued, or interrupted and waiting to resume) is
-not counted yet: the point is *pending*, scored over the seeds that have finished, and says so.
-The spread is the sample standard deviation of the same values.
+table that reports must all see that. A seed still running (or requeued, or interrupted and
+waiting to resume) is not counted yet: the point is *pending*, scored over the seeds that have
+finished, and says so. The spread is the sample standard deviation of the same values.
 """
 
 from __future__ import annotations
