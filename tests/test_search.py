@@ -375,3 +375,36 @@ def test_a_diverged_trial_is_told_at_once_and_not_launched_again(tmp_path, capsy
     assert len(launched) == 1 and "train.steps=10" in launched[0]
     assert [(t.state.name, t.value) for t in study.trials] == [("COMPLETE", 0.0)] * 2
     assert capsys.readouterr().out.count("diverged (counts 0)") == 2
+
+
+GRID_SEARCH = ("-m", "hydra/sweeper=optuna", "model=arnn", *SMALL, "train.steps=4",
+               "train.eval_every=2", "hydra.sweeper.sampler=grid", "hydra.sweeper.n_trials=5",
+               "optimizer.lr=choice(0.1,0.3)")
+
+
+@pytest.mark.slow
+def test_a_study_keeps_its_identity_and_its_grid_ends_cleanly(tmp_path):
+    """The grid sampler's two points, asked for five trials: the sweep ends when the grid is
+    used up (no error, then or on a rerun). The study's identity survives a copy of its
+    directory (the copy continues it: no proposal replayed), and a command of another search
+    space or direction over it is refused in one line, the journal as it was."""
+    import shutil
+
+    sweep = tmp_path / "grid"
+    first = run_cli(*GRID_SEARCH, f"hydra.sweep.dir={sweep}", timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "the grid is used up after 2 trials" in first.stdout
+    assert [state for state, _ in _trials(sweep)] == ["COMPLETE", "COMPLETE"]
+    assert len(_trials(sweep)) == 2 and json.loads((sweep / "study.json").read_text())["name"]
+    copy = tmp_path / "copy"
+    shutil.copytree(sweep, copy)
+    again = run_cli(*GRID_SEARCH, f"hydra.sweep.dir={copy}", timeout=900)
+    assert again.returncode == 0 and "the grid is used up after 2 trials" in again.stdout
+    assert len(_trials(copy)) == 2 and "to 4 steps" not in again.stdout  # nothing launched
+    journal = (sweep / "optuna.journal").read_bytes()
+    other = run_cli(*GRID_SEARCH[:-1], "optimizer.lr=choice(0.1,0.5)", f"hydra.sweep.dir={sweep}",
+                    timeout=900)
+    lines = other.stderr.strip().splitlines()
+    assert other.returncode == 2 and len(lines) == 1, other.stderr[-3000:]
+    assert "holds a study of other settings (space:" in lines[0]
+    assert (sweep / "optuna.journal").read_bytes() == journal

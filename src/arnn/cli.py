@@ -179,20 +179,24 @@ def _single_run(hydra_app: object, cfg: DictConfig) -> None:
     _ = job.return_value  # a failure raises here, with its traceback
 
 
-def _compose_single(args: list[str], config_dir: Path) -> tuple[object, DictConfig] | None:
-    """Hydra and the run's config composed once for a single run; None when the command is a
-    sweep or one of Hydra's own commands (hydra.main takes it)."""
+def _compose(args: list[str], config_dir: Path) -> tuple[object, DictConfig] | None:
+    """Hydra and the command's config, composed once: a single run's (run on it), or a sweep's
+    (composed here only so that a value Hydra cannot compose is one line; each job composes
+    its own); None for Hydra's own commands (--cfg, --help, ...: hydra.main takes them)."""
     from hydra._internal.hydra import Hydra
     from hydra._internal.utils import create_config_search_path
 
-    if any(a in HYDRA_FLAGS or a.startswith("--") for a in args):
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    flags = [a for a in args if a in HYDRA_FLAGS or a.startswith("--")]
+    if any(a not in ("-m", "--multirun") for a in flags):
         return None
     hydra_app = Hydra.create_main_hydra2(task_name="train",
                                          config_search_path=create_config_search_path(
                                              str(config_dir)))
-    cfg = hydra_app.compose_config("train", args, run_mode=RunMode.RUN,
-                                   with_log_configuration=True)
-    return None if cfg.hydra.mode == RunMode.MULTIRUN else (hydra_app, cfg)
+    overrides = [a for a in args if a not in flags]
+    cfg = hydra_app.compose_config("train", overrides, run_mode=RunMode.MULTIRUN if multirun
+                                   else RunMode.RUN, with_log_configuration=not multirun)
+    return None if multirun or cfg.hydra.mode == RunMode.MULTIRUN else (hydra_app, cfg)
 
 
 def main(config_dir: str | Path | None = None) -> None:
@@ -208,7 +212,7 @@ def main(config_dir: str | Path | None = None) -> None:
     try:
         check_group_choices(args, config_dir)
         check_output_dirs(args)
-        single = _compose_single(args, config_dir)
+        single = _compose(args, config_dir)
         if single is not None:
             _single_run(*single)
             return

@@ -165,6 +165,9 @@ def composition_error(error: BaseException) -> ConfigError:
     key = re.search(r"full_key: (\S+)", f"{error}\n{cause}")
     if outer.startswith("Error merging override "):
         outer = f"{outer.removeprefix('Error merging override ')} is invalid"
+        if outer.startswith("hydra.sweeper.params="):  # a sweep object inside a dict literal
+            return ConfigError(f"{outer}: give each setting's search space as an override of "
+                               "its own, e.g. model.eps=choice(0.1,1)")
     elif key and outer == inner:
         outer = f"{key.group(1)} is invalid"
     if key and re.match(r"Key '.*' not in ", inner):  # a misspelt key, most likely

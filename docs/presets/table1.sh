@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Table 1's presets chosen at the horizon they serve (docs/presets.md, docs/reproduction.md), on
+# 2 CPU cores, one job per core (train.threads=1), from the repository root:
+#
+#   bash docs/presets/table1.sh study arnn|gated_arnn   # TPE over Appendix C, pruned, 10,000 steps
+#   bash docs/presets/table1.sh full arnn|gated_arnn    # the chosen preset to 50,000 steps
+#   bash docs/presets/table1.sh lstm new|old SEED       # the LSTM, 5,000 steps: RMSprop vs SGD
+#   bash docs/presets/table1.sh lstm_cifar new|old SEED # the same, 300 steps, CIFAR-10 JPEG copy
+#   bash docs/presets/table1.sh gates                   # the gated model's diagnosis (gates)
+#   bash docs/presets/table1.sh collect                 # the tables, under $OUT/docs
+#
+# Every command continues where it stopped when run again (runs resume from their checkpoints;
+# a study's second command adds n_trials trials to it). The tables go under $OUT/docs;
+# DOCS=docs/presets/table1 writes the committed ones.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PY:-.venv/bin/python}
+MNIST=${MNIST:-../shared/data/mnist}
+CIFAR=${CIFAR:-data/cifar_jpeg}  # python ../shared/data/cifar10-jpeg/make_cifar10.py data/cifar_jpeg
+OUT=${OUT:-outputs}
+DOCS=${DOCS:-$OUT/docs}
+ONE_CORE=(train.threads=1)
+
+case ${1:-} in
+  study)  # TPE (Optuna) over the Appendix C grid, successive-halving pruning by extension:
+    # budgets 1000 -> 3000 -> 10000 steps, ranked on the 5,000 validation images; 24 trials.
+    "$PY" train.py -m hydra/sweeper=optuna +hparams_search=appendix_c "model=$2" dataset=mnist \
+      "data_dir=$MNIST" hydra.sweeper.pruner=successive_halving hydra.sweeper.min_steps=1000 \
+      hydra.sweeper.eta=3 hydra.sweeper.n_trials=24 train.steps=10000 "${ONE_CORE[@]}" \
+      "hydra.sweep.dir=$OUT/search/$2_mnist_10k" ;;
+  full)  # the preset (conf/preset/<model>_mnist.yaml) at the paper's protocol, seed 0
+    "$PY" train.py "model=$2" dataset=mnist "data_dir=$MNIST" "${ONE_CORE[@]}" \
+      "hydra.run.dir=$OUT/table1/$2_mnist_s0" ;;
+  lstm|lstm_cifar)
+    old=()
+    [ "$2" = old ] && old=(optimizer=sgd optimizer.lr=0.1 train.grad_clip=null)  # until 2026-12-04
+    if [ "$1" = lstm ]; then
+      "$PY" train.py model=lstm dataset=mnist "data_dir=$MNIST" "seed=$3" train.steps=5000 \
+        "${old[@]}" "${ONE_CORE[@]}" "hydra.run.dir=$OUT/lstm/mnist_$2_s$3"
+    else
+      "$PY" train.py model=lstm dataset=cifar10 "data_dir=$CIFAR" "seed=$3" train.steps=300 \
+        train.eval_every=100 dataset.test_limit=2000 "${old[@]}" "${ONE_CORE[@]}" \
+        "hydra.run.dir=$OUT/lstm/cifar_jpeg_$2_s$3"
+    fi ;;
+  gates)  # the gated model against the ungated one, the same settings, trained 10,000 steps
+    same="model.eps=0.01,model.gamma=0.001,model.sigma_w=1,optimizer.lr=0.1,optimizer=sgd"
+    mkdir -p "$DOCS/gated"
+    "$PY" scripts/gradient_flow.py --dataset mnist --data-dir "$MNIST" --models "" --batch 256 \
+      --run "$OUT/search/gated_arnn_mnist_10k/$same" --run "$OUT/search/arnn_mnist_10k/$same" \
+      --out "$DOCS/gated/gradient_flow.png" | tee "$DOCS/gated/gates.txt" ;;
+  collect)
+    for model in arnn gated_arnn; do
+      "$PY" scripts/collect_results.py "$OUT/search/${model}_mnist_10k" \
+        --out "$DOCS/search_${model}" > /dev/null
+    done
+    "$PY" scripts/collect_results.py "$OUT/table1" --out "$DOCS/full" > /dev/null
+    "$PY" scripts/collect_results.py "$OUT/lstm" --out "$DOCS/lstm" > /dev/null
+    echo "tables in $DOCS" ;;
+  *) echo "usage: bash docs/presets/table1.sh study|full MODEL | lstm|lstm_cifar new|old SEED | gates | collect" >&2
+     exit 2 ;;
+esac
