@@ -408,3 +408,22 @@ def test_a_study_keeps_its_identity_and_its_grid_ends_cleanly(tmp_path):
     assert other.returncode == 2 and len(lines) == 1, other.stderr[-3000:]
     assert "holds a study of other settings (space:" in lines[0]
     assert (sweep / "optuna.journal").read_bytes() == journal
+
+
+@pytest.mark.slow
+def test_settings_enqueued_are_tried_first_and_once(tmp_path):
+    """`hydra.sweeper.enqueue`: the preset (or any known point) is the study's first trial;
+    the same command again does not try it twice; a key outside the space is one line."""
+    sweep = tmp_path / "enqueued"
+    args = (*GRID_SEARCH[:4], *SMALL, "train.steps=4", "train.eval_every=2",
+            "hydra.sweeper.n_trials=1", "optimizer.lr=choice(0.1,0.3,0.5)",
+            "+hydra.sweeper.enqueue=[{optimizer.lr: 0.3}]", f"hydra.sweep.dir={sweep}")
+    first = run_cli(*args, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "trial #0 optimizer.lr=0.3:" in first.stdout
+    second = run_cli(*args, timeout=900)
+    journal = (sweep / "optuna.journal").read_text()
+    assert second.returncode == 0 and journal.count('"fixed_params"') == 1  # enqueued once
+    bad = run_cli(*args[:-2], "+hydra.sweeper.enqueue=[{model.eps: 0.3}]",
+                  f"hydra.sweep.dir={tmp_path / 'bad'}", timeout=900)
+    assert bad.returncode == 2 and "model.eps is not in the search space" in bad.stderr

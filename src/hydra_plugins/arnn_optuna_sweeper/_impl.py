@@ -92,6 +92,12 @@ class OptunaSweeperImpl(RungSweeper):
             print(f"[optuna] trial #{stale.number} was left running by a sweep that was "
                   "stopped: told FAIL", flush=True)
         study.sampler = make_sampler(self.s, space, len(study.trials))
+        for settings in self.s.get("enqueue") or []:
+            unknown = set(settings) - set(space)
+            if unknown:
+                raise invalid("hydra.sweeper.enqueue", dict(settings),
+                              f"{', '.join(sorted(unknown))} is not in the search space")
+            study.enqueue_trial(dict(settings), skip_if_exists=True)
         trained = failed = asked = 0
         while asked < self.s["n_trials"]:
             trials = self._ask(study, space, min(self.s["n_jobs"], self.s["n_trials"] - asked))

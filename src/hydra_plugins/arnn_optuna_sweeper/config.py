@@ -29,6 +29,9 @@ class OptunaSweeperConf:
     max_failure_rate: float = MISSING  # the study stops when more trials than this failed
     storage: Any = None  # the study lives in <sweep dir>/optuna.journal; a value is refused
     params: dict[str, str] | None = None  # the search space, in Hydra's override syntax
+    # settings to try first, each a {key: value} of the space (a preset, a known good point);
+    # one already in the study is not tried again
+    enqueue: list[dict[str, Any]] | None = None
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="optuna_schema", node=OptunaSweeperConf,
