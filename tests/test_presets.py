@@ -84,10 +84,13 @@ def test_model_files_only_define_the_model():
 
 @pytest.mark.parametrize("model,dataset", list(itertools.product(sorted(CELLS), sorted(DATASETS))))
 def test_every_pair_has_a_preset_on_the_appendix_c_grid(model, dataset):
+    """Every preset is a point of the Appendix C grid, its optimizer one of the paper's two; or,
+    with an optimizer of the field's (the LSTM's RMSprop), a point of the adaptive grid
+    (`+sweep=adaptive`). The sweep over that grid holds the preset."""
     cfg = compose_cfg(f"model={model}", f"dataset={dataset}")
     validate(cfg)
-    assert cfg.optimizer.name in APPENDIX_C["optimizer"]
-    assert cfg.optimizer.lr in APPENDIX_C["lr"]
+    paper = OPTIMIZERS[cfg.optimizer.name].paper
+    assert cfg.optimizer.lr in (APPENDIX_C["lr"] if paper else ADAPTIVE_LR)
     assert cfg.model.sigma_w in APPENDIX_C["sigma_w"]
     hyper = CELLS[model].settings
     assert (cfg.model.eps in APPENDIX_C["eps"]) if "eps" in hyper else cfg.model.eps is None
@@ -95,14 +98,15 @@ def test_every_pair_has_a_preset_on_the_appendix_c_grid(model, dataset):
     if dataset in PAPER_TASKS:  # the command is the paper's experiment
         assert cfg.train.steps == PAPER_TASKS[dataset]
         assert cfg.train.eval_every == 1000
-    # The full grid sweep holds the preset: each axis of the sweep contains its value.
-    params = compose_cfg("+sweep=appendix_c", f"model={model}", f"dataset={dataset}",
-                         return_hydra_config=True).hydra.sweeper.params
+    # The sweep of its grid holds the preset: each axis of the sweep contains its value.
+    params = compose_cfg(f"+sweep={'appendix_c' if paper else 'adaptive'}", f"model={model}",
+                         f"dataset={dataset}", return_hydra_config=True).hydra.sweeper.params
     for key, value in (("model.sigma_w", cfg.model.sigma_w), ("optimizer", cfg.optimizer.name),
                        ("optimizer.lr", cfg.optimizer.lr), ("model.eps", cfg.model.eps),
-                       ("model.gamma", cfg.model.gamma)):
-        axis = [yaml.safe_load(v) for v in params[key].split(",")]
-        assert value in axis, (key, value, axis)
+                       ("model.gamma", cfg.model.gamma), ("train.grad_clip", cfg.train.grad_clip)):
+        if key in params:
+            axis = [yaml.safe_load(v) for v in params[key].split(",")]
+            assert value in axis, (key, value, axis)
 
 
 def test_the_paper_tasks_do_not_inherit_the_digits_values():
