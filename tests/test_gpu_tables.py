@@ -50,12 +50,12 @@ def test_a_dry_run_fills_table_1_and_packs_it(tmp_path, mnist_dir):
 
 @pytest.mark.slow
 def test_the_budget_stops_the_jobs_and_the_same_command_continues_them(tmp_path, mnist_dir):
-    # 100 s before the SIGTERM: six jobs start (imports, MNIST) and train on two busy cores
-    first = _script(tmp_path, mnist_dir, 120, 10**6)
+    # 70 s before the SIGTERM: six jobs start (imports, MNIST) and train, on two cores
+    first = _script(tmp_path, mnist_dir, 90, 10**6)
     assert first.returncode == 0 and "job(s) sent SIGTERM" in first.stdout, first.stdout
     stopped = _records(tmp_path)
     assert {r["status"] for r in stopped.values()} == {"interrupted"}
-    second = _script(tmp_path, mnist_dir, 120, 10**6)
+    second = _script(tmp_path, mnist_dir, 90, 10**6)
     assert second.returncode == 0, second.stdout + second.stderr
     for job, record in _records(tmp_path).items():
         log = (tmp_path / "out" / "table1" / job / "console.log").read_text()
