@@ -87,13 +87,13 @@ def check_output_dirs(args: list[str]) -> None:
                     raise invalid(key, value, f"{folder} is a file, not a directory")
 
 
-def _save_hydra_files(cfg: DictConfig, run_dir: Folder) -> None:
+def _save_hydra_files(cfg: DictConfig, folder: Folder) -> None:
     """What Hydra's run_job writes into .hydra/ (train.yaml sets hydra.output_subdir=null so that
     Hydra does not): written only once the run holds its directory and accepted the config."""
     hydra_cfg = HydraConfig.instance().cfg
     for name, node in (("config.yaml", cfg), ("hydra.yaml", hydra_cfg),
                        ("overrides.yaml", hydra_cfg.hydra.overrides.task)):
-        run_dir.write_atomic(f".hydra/{name}", OmegaConf.to_yaml(node).encode())
+        folder.write_atomic(f".hydra/{name}", OmegaConf.to_yaml(node).encode())
 
 
 def _record_refused(cfg: DictConfig, run_dir: Path, error: ConfigError) -> None:

@@ -21,10 +21,10 @@ class Monitor:
     curve per run. On resume, `purge_step` drops events a killed session wrote after its last
     checkpoint, so curves continue without duplicated steps."""
 
-    def __init__(self, run_dir: Folder, total_steps: int, start_step: int) -> None:
+    def __init__(self, folder: Folder, total_steps: int, start_step: int) -> None:
         # The run directory as held open: its event file lands there whatever its path does.
         self.writer = SummaryWriter(
-            log_dir=run_dir.proc_path, purge_step=start_step + 1 if start_step else None
+            log_dir=folder.proc_path, purge_step=start_step + 1 if start_step else None
         )
         self.bar = None
         if sys.stderr.isatty():

@@ -140,13 +140,14 @@ class RunResult:
         return cls(Status.FAILED, name("model"), name("dataset"), name("optimizer"),
                    error=f"{type(error).__name__}: {error}", config=config)
 
-    def write(self, run_dir: Folder | Path) -> Path:
-        """Write atomically (temporary file + rename): readers never see half a file."""
+    def write(self, where: Folder | Path) -> Path:
+        """Into the run directory `where` (held, or a path), atomically (temporary file +
+        rename): readers never see half a file."""
         data = (json.dumps(asdict(self), indent=2) + "\n").encode()
-        if isinstance(run_dir, Folder):
-            return run_dir.write_atomic(RESULTS_FILE, data)
-        write_atomic(Path(run_dir) / RESULTS_FILE, data)
-        return Path(run_dir) / RESULTS_FILE
+        if isinstance(where, Folder):
+            return where.write_atomic(RESULTS_FILE, data)
+        write_atomic(Path(where) / RESULTS_FILE, data)
+        return Path(where) / RESULTS_FILE
 
     @classmethod
     def read(cls, run_dir: Path) -> RunResult | None:

@@ -84,7 +84,7 @@ def plan(previous: RunResult | None, has_checkpoint: bool, steps: int, resume: s
     return Resume() if resume != "never" and has_checkpoint else Fresh()
 
 
-def record_failure(run_dir: Folder, error: BaseException, identity: dict[str, Any],
+def record_failure(folder: Folder, error: BaseException, identity: dict[str, Any],
                    recorder: Recorder | None = None) -> None:
     """The one way a failure is recorded: results.json `failed` with the error, the loop's
     record when the run had a state of its own, else one naming its settings. A write that
@@ -93,18 +93,18 @@ def record_failure(run_dir: Folder, error: BaseException, identity: dict[str, An
     result = (recorder.result(Status.FAILED, error_text) if recorder is not None
               else RunResult.failed(identity, error))
     try:
-        result.write(run_dir)
+        result.write(folder)
     except UserError as write_error:
         log.error("%s", write_error)
 
 
 @contextmanager
-def failures_recorded(run_dir: Folder, recorder: Recorder) -> Iterator[None]:
+def failures_recorded(folder: Folder, recorder: Recorder) -> Iterator[None]:
     """Any exception inside leaves results.json `failed`, and goes on."""
     try:
         yield
     except (Exception, KeyboardInterrupt) as e:
-        record_failure(run_dir, e, recorder.spec.identity, recorder)
+        record_failure(folder, e, recorder.spec.identity, recorder)
         raise
 
 

@@ -165,28 +165,28 @@ class Checkpoints:
     (what the run's model can make). best.pt is written only together with last.pt, from the
     state last.pt holds: the two never describe different timelines."""
 
-    def __init__(self, run_dir: Folder, model: torch.nn.Module, num_train: int,
+    def __init__(self, folder: Folder, model: torch.nn.Module, num_train: int,
                  steps: int) -> None:
-        self.run_dir = run_dir
+        self.folder = folder
         self.max_bytes = max_checkpoint_bytes(model, num_train, steps)
         self.best_saved: int | None = None  # the step best.pt holds, once known
 
     def load(self, identity: dict[str, Any], max_step: int) -> TrainingState:
         """last.pt's state, refused (CheckpointError naming it) when it is another run's."""
-        path = self.run_dir.path / CHECKPOINT
+        path = self.folder.path / CHECKPOINT
         raw = load_checkpoint(path, self.max_bytes)
         check_same_run(path, raw.get("fingerprint", {}), identity)
         return TrainingState.from_dict(path, raw, max_step)
 
     def save(self, state: TrainingState) -> None:
-        save_atomic(state.to_dict(), self.run_dir, CHECKPOINT)
+        save_atomic(state.to_dict(), self.folder, CHECKPOINT)
         best = evaluation_summary(state.evaluations)
         if state.best_model is not None and best["best_val_step"] != self.best_saved:
             save_atomic({"version": state.version, "fingerprint": state.fingerprint,
                          "step": best["best_val_step"], "model": state.best_model,
                          "val_accuracy": best["best_val_accuracy"],
                          "test_accuracy": best["test_accuracy_at_best_val"]},
-                        self.run_dir, BEST_CHECKPOINT)
+                        self.folder, BEST_CHECKPOINT)
             self.best_saved = best["best_val_step"]
 
     def reconcile(self, state: TrainingState) -> None:
@@ -194,7 +194,7 @@ class Checkpoints:
         timeline the resume discarded (a kill between checkpoints) is written again from
         last.pt, or removed when last.pt (of an older version) does not hold that state."""
         best = evaluation_summary(state.evaluations)
-        path = self.run_dir.path / BEST_CHECKPOINT
+        path = self.folder.path / BEST_CHECKPOINT
         saved = None
         if os.path.lexists(path):
             try:
@@ -212,7 +212,7 @@ class Checkpoints:
             log.info("%s written again for step %s (the one found was not the best of the "
                      "evaluations kept)", path, best["best_val_step"])
         elif os.path.lexists(path):
-            os.unlink(BEST_CHECKPOINT.name, dir_fd=self.run_dir.sub(BEST_CHECKPOINT.parent.name).fd)
+            os.unlink(BEST_CHECKPOINT.name, dir_fd=self.folder.sub(BEST_CHECKPOINT.parent.name).fd)
             log.warning("removed %s: it did not hold the best validation state of the "
                         "evaluations kept, and %s cannot give it", path, CHECKPOINT)
 

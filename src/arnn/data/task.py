@@ -115,8 +115,8 @@ class SequenceTask:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.train_noise.set_state(state["train_noise"])
 
-    def save_artifacts(self, run_dir: Folder) -> None:
+    def save_artifacts(self, folder: Folder) -> None:
         """Write what a run's result depends on (the pMNIST permutation) into the run dir."""
         if self.permutation is not None:
             perm = self.permutation.cpu().tolist()
-            run_dir.write_atomic("permutation.json", json.dumps(perm).encode())
+            folder.write_atomic("permutation.json", json.dumps(perm).encode())
