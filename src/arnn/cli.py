@@ -117,16 +117,23 @@ def _log_refusal(error: UserError) -> None:
             handler.handle(record)
 
 
+def _run(spec: RunSpec, run_dir: Path, job_cfg: DictConfig, new_dir: bool = False
+         ) -> float | None:
+    """The run, its .hydra/ written once it holds its directory; an OSError (the file system
+    said no: read-only, out of inodes, ...) becomes the one-line UserError naming the file."""
+    try:
+        return run(spec, run_dir, on_start=lambda folder: _save_hydra_files(job_cfg, folder),
+                   new_dir=new_dir)
+    except OSError as e:
+        raise UserError(f"{e.filename or run_dir}: {e.strerror or e}") from e
+
+
 def _sweep_job(cfg: DictConfig) -> float | None:
     """One job of a sweep: its specification, then its run; a refusal fails this job alone
     (Hydra records it and the sweep goes on), and a bad value leaves its record."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        try:
-            spec = RunSpec.of(cfg)
-            return run(spec, run_dir, on_start=lambda folder: _save_hydra_files(cfg, folder))
-        except OSError as e:  # the file system said no (read-only, out of inodes, ...)
-            raise UserError(f"{e.filename or run_dir}: {e.strerror or e}") from e
+        return _run(RunSpec.of(cfg), run_dir, cfg)
     except UserError as e:
         if not isinstance(e, UnsafeRunDir):
             _log_refusal(e)
@@ -153,13 +160,8 @@ def _single_run(hydra_app: object, cfg: DictConfig) -> None:
     parents = [p for p in run_dir.absolute().parents if not p.exists()]
 
     def task(job_cfg: DictConfig) -> float | None:
-        job_dir = Path(HydraConfig.get().runtime.output_dir)
         try:
-            try:
-                return run(spec, job_dir, on_start=lambda f: _save_hydra_files(job_cfg, f),
-                           new_dir=made)
-            except OSError as e:  # the file system said no (read-only, out of inodes, ...)
-                raise UserError(f"{e.filename or job_dir}: {e.strerror or e}") from e
+            return _run(spec, Path(HydraConfig.get().runtime.output_dir), job_cfg, made)
         except UserError as e:
             if not isinstance(e, UnsafeRunDir):
                 _log_refusal(e)
@@ -214,7 +216,10 @@ def main(config_dir: str | Path | None = None) -> None:
         check_output_dirs(args)
         single = _compose(args, config_dir)
         if single is not None:
-            _single_run(*single)
+            try:
+                _single_run(*single)
+            finally:
+                GlobalHydra.instance().clear()
             return
     except (ConfigCompositionException, OmegaConfBaseException, OverflowError) as e:
         exit_with(composition_error(e))
