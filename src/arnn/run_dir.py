@@ -129,13 +129,11 @@ def run(spec: RunSpec, run_dir: str | Path, on_start: Callable[[Folder], None] |
     dataset, checkpoint) before it takes the directory over: `on_start` (the Hydra entry writes
     .hydra/ then), the `running` record. A run refused before that leaves an existing record
     and checkpoint byte for byte as they were; in a new directory it records the failure so
-    that a sweep lists the job. `hooks` are called after every step.
+    that a sweep lists the job, unless `new_dir` (the caller made the directory for this run:
+    then the refusal removes it). `hooks` are called after every step.
     """
     run_dir = Path(run_dir)
     check_run_dir(run_dir)
-    if spec.train.resume == "must" and not (run_dir / CHECKPOINT).is_file():
-        raise ConfigError(f"train.resume='must' but there is no checkpoint at "
-                          f"{run_dir / CHECKPOINT}")
     taken: list[bool] = []
 
     def start(folder: Folder) -> None:
@@ -170,6 +168,9 @@ def _remove_new_dir(folder: Folder) -> None:
 def _run_locked(spec: RunSpec, folder: Folder, on_start: Callable[[Folder], None],
                 hooks: Iterable[Hook], new_dir: bool) -> float | None:
     run_dir, steps, resume = folder.path, spec.train.steps, spec.train.resume
+    if resume == "must" and not (run_dir / CHECKPOINT).is_file():
+        raise ConfigError(f"train.resume='must' but there is no checkpoint at "
+                          f"{run_dir / CHECKPOINT}")
     previous = RunResult.read(run_dir)
     if previous is not None and previous.status.finished and resume != "never":
         check_same_run(run_dir / RESULTS_FILE, previous.config, spec.identity)
