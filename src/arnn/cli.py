@@ -155,9 +155,10 @@ def _single_run(hydra_app: object, cfg: DictConfig) -> None:
     spec = RunSpec.of(task_cfg)
     run_dir = Path(str(cfg.hydra.run.dir))
     made = not run_dir.exists()
-    # The folders above it that Hydra will make for it: a refused run leaves them as it found
-    # them (none), when nothing else went into them.
-    parents = [p for p in run_dir.absolute().parents if not p.exists()]
+    # The folders Hydra will make for it: a refused run leaves them as it found them (none),
+    # when nothing else went into them (the run removes what it wrote into its own).
+    made_by_hydra = [p for p in (run_dir.absolute(), *run_dir.absolute().parents)
+                     if not p.exists()]
 
     def task(job_cfg: DictConfig) -> float | None:
         try:
@@ -165,7 +166,7 @@ def _single_run(hydra_app: object, cfg: DictConfig) -> None:
         except UserError as e:
             if not isinstance(e, UnsafeRunDir):
                 _log_refusal(e)
-            for folder in parents:  # nearest first
+            for folder in made_by_hydra:  # nearest first
                 try:
                     folder.rmdir()
                 except OSError:

@@ -134,6 +134,9 @@ def run(spec: RunSpec, run_dir: str | Path, on_start: Callable[[Folder], None] |
     """
     run_dir = Path(run_dir)
     check_run_dir(run_dir)
+    if spec.train.resume == "must" and not (run_dir / CHECKPOINT).is_file():
+        raise ConfigError(f"train.resume='must' but there is no checkpoint at "
+                          f"{run_dir / CHECKPOINT}")
     taken: list[bool] = []
 
     def start(folder: Folder) -> None:
@@ -168,9 +171,6 @@ def _remove_new_dir(folder: Folder) -> None:
 def _run_locked(spec: RunSpec, folder: Folder, on_start: Callable[[Folder], None],
                 hooks: Iterable[Hook], new_dir: bool) -> float | None:
     run_dir, steps, resume = folder.path, spec.train.steps, spec.train.resume
-    if resume == "must" and not (run_dir / CHECKPOINT).is_file():
-        raise ConfigError(f"train.resume='must' but there is no checkpoint at "
-                          f"{run_dir / CHECKPOINT}")
     previous = RunResult.read(run_dir)
     if previous is not None and previous.status.finished and resume != "never":
         check_same_run(run_dir / RESULTS_FILE, previous.config, spec.identity)
