@@ -559,10 +559,13 @@ def test_a_write_whose_rename_fails_leaves_no_temporary_file(tmp_path, monkeypat
     assert (tmp_path / "f").read_text() == "before"
 
 
-def test_a_run_refused_for_missing_data_leaves_no_directory(tmp_path):
-    """No MNIST where the run looks: one line, and no run directory (nor the folders above it)
-    is left behind (a failed download's empty folders: test_data)."""
-    proc = run_cli("dataset=mnist", "dataset.download=false", "data_dir=data", cwd=tmp_path)
-    line = one_line_error(proc)
-    assert "mnist: files not found" in line
+@pytest.mark.parametrize("refusal,args", [
+    ("mnist: files not found", ("dataset=mnist", "dataset.download=false", "data_dir=data")),
+    ("train.resume='must' but there is no checkpoint", ("train.resume=must",)),
+])
+def test_a_refused_run_leaves_no_directory(tmp_path, refusal, args):
+    """A run refused before any work (its data missing, no checkpoint to resume): one line,
+    and no run directory (nor the folders above it) is left behind (a failed download's
+    empty folders: test_data)."""
+    assert refusal in one_line_error(run_cli(*args, cwd=tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == []

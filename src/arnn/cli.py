@@ -164,8 +164,8 @@ def _single_run(hydra_app: object, cfg: DictConfig) -> None:
         try:
             return _run(spec, Path(HydraConfig.get().runtime.output_dir), job_cfg, made)
         except UserError as e:
-            if not isinstance(e, UnsafeRunDir):
-                _log_refusal(e)
+            if not made and not isinstance(e, UnsafeRunDir):
+                _log_refusal(e)  # into the job log of a directory that was there before
             for folder in made_by_hydra:  # nearest first
                 try:
                     folder.rmdir()
