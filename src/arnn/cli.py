@@ -169,7 +169,9 @@ def _single_run(hydra_app: object, cfg: DictConfig) -> None:
             for folder in made_by_hydra:  # nearest first
                 try:
                     folder.rmdir()
-                except OSError:
+                except FileNotFoundError:  # the run removed its own
+                    continue
+                except OSError:  # something else went in: it stays
                     break
             logging.shutdown()
             exit_with(e)
