@@ -41,6 +41,8 @@ LAYERS = [
 LAYER = {module: level for level, modules in enumerate(LAYERS) for module in modules}
 MAX_FUNCTION_LINES = 60
 MAX_CLASS_LINES = 150
+MAX_LOOP_LINES = 120  # the training loop: steps and evaluation, nothing else
+MAX_FILE_LINES = 300
 
 
 def _module_name(path: Path, src: Path = SRC) -> str:
@@ -121,9 +123,14 @@ def _long_definitions(kind: type, limit: int) -> list[str]:
     return out
 
 
-def test_functions_and_classes_stay_short():
+def test_functions_classes_and_files_stay_short():
     assert _long_definitions((ast.FunctionDef, ast.AsyncFunctionDef), MAX_FUNCTION_LINES) == []
     assert _long_definitions(ast.ClassDef, MAX_CLASS_LINES) == []
+    assert [d for d in _long_definitions(ast.ClassDef, MAX_LOOP_LINES)
+            if d.startswith("src/arnn/loop.py") and " Loop " in d] == []
+    long_files = [f"{p.relative_to(ROOT)} ({n} lines)" for p in sorted(SRC.rglob("*.py"))
+                  if (n := len(p.read_text().splitlines())) > MAX_FILE_LINES]
+    assert long_files == []
 
 
 @pytest.mark.parametrize("folder", ["tests", "scripts"])
