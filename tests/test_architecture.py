@@ -23,7 +23,7 @@ LAYERS = [
     ["arnn.storage", "arnn.recurrence", "arnn.data.files", "arnn.window"],
     ["arnn.data.idx", "arnn.data.cifar", "arnn.data.task", "arnn.data.sampler", "arnn.results",
      "arnn.models", "arnn.optimizers", "arnn.checkpoint", "arnn.inplace"],
-    ["arnn.data.tasks", "arnn.points"],
+    ["arnn.data.tasks", "arnn.points", "arnn.halving_record"],
     ["arnn.data", "arnn.registry"],
     ["arnn.identity"],
     ["arnn.schema", "arnn.validation", "arnn.resources", "arnn.stability", "arnn.monitor",
