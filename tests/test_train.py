@@ -208,7 +208,8 @@ def test_a_run_is_composed_validated_and_specified_once(tmp_path, monkeypatch):
     monkeypatch.setattr(recurrence, "resolve_backend",
                         counted("resolve_backend", recurrence.resolve_backend))
     monkeypatch.setattr(sys, "argv", ["train.py", "train.steps=3", "model.hidden_size=8",
-                                      "train.eval_every=3", f"hydra.run.dir={tmp_path}"])
+                                      "train.eval_every=3", "device=cpu",
+                                      f"hydra.run.dir={tmp_path}"])
     cli.main()
     assert calls == {"compose": 1, "validate": 1, "check_memory": 1, "resolve_backend": 1}
     assert json.loads((tmp_path / "results.json").read_text())["backend"] == "cpu"
