@@ -227,17 +227,19 @@ SMALL_SHAPES = [pytest.param("dataset=digits", id="digits_T64_m1_n32"),
 @pytest.mark.parametrize("dataset", SMALL_SHAPES)
 def test_three_training_steps_match_the_reference(model, dataset, mnist_dir):
     """The cpu backend trains as the reference does: after 3 optimiser steps of batch 128 at
-    the issue's shapes (their presets), the parameters within 1e-5 of the reference's,
-    relative to their norm. (Element by element, Adagrad's first step divides each gradient
-    element by itself: a near-zero gradient's rounding moves its parameter by up to lr, for the
-    torch backend as much as for this one.)"""
+    the issue's shapes, the parameters within 1e-5 of the reference's, relative to their norm.
+    SGD at the paper's point is pinned, not the presets: Adagrad's first step divides each
+    gradient element by itself, so a near-zero gradient's rounding moves its parameter by up to
+    lr (2e-4 apart at Adagrad 0.4, for the torch backend as much as for this one)."""
     from tests.fixtures import make_loop
 
     params = {}
     for backend in ("reference", "cpu"):
         loop = make_loop(f"model={model}", dataset, f"model.backend={backend}", "device=cpu",
                          f"data_dir={mnist_dir}", "dataset.train_limit=512",
-                         "dataset.test_limit=10", "dataset.val_size=0")
+                         "dataset.test_limit=10", "dataset.val_size=0", "optimizer=sgd",
+                         "optimizer.lr=0.1", "model.eps=0.01", "model.gamma=0.01",
+                         "model.sigma_w=1")
         for _ in range(3):
             loop.train_step(*loop.task.train_batch(loop.parts.sampler.next()))
         params[backend] = torch.cat([p.detach().flatten() for p in loop.model.parameters()])
