@@ -46,7 +46,7 @@ case ${1:-} in
     else
       "$PY" train.py model=lstm dataset=cifar10 "data_dir=$CIFAR" "seed=$3" train.steps=300 \
         train.eval_every=100 dataset.test_limit=2000 "${old[@]}" "${ONE_CORE[@]}" \
-        "hydra.run.dir=$OUT/lstm/cifar_jpeg_$2_s$3"
+        "hydra.run.dir=$OUT/lstm_cifar_jpeg/$2_s$3"  # not collected: not CIFAR-10
     fi ;;
   gates)  # the gated model against the ungated one, the same settings, trained 10,000 steps
     same="model.eps=0.01,model.gamma=0.001,model.sigma_w=1,optimizer.lr=0.1,optimizer=sgd"
