@@ -25,6 +25,8 @@ MNIST_DIR = Path(os.environ.get("ARNN_TEST_MNIST", SHARED_DATA / "mnist"))
 CIFAR_JPEG_DIR = Path(os.environ.get("ARNN_TEST_CIFAR_JPEG", SHARED_DATA / "cifar10-jpeg"))
 # Small runs: the digits with 16 units, batch 32, on the CPU.
 SMALL = ("model.hidden_size=16", "train.batch_size=32", "device=cpu")
+# A point of the paper's Appendix C grid, for tests that must not move with the presets
+PAPER_POINT = ("model.eps=0.01", "model.gamma=0.01", "model.sigma_w=1")
 
 
 def compose_cfg(*overrides: str, return_hydra_config: bool = False):

@@ -10,7 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from arnn.dynamics import FIGURE1_INITIAL_STATES, figure1_systems, gradient_flow
 from arnn.models import build_cell
-from tests.fixtures import ROOT, built, compose_cfg, run_cli, run_config
+from tests.fixtures import PAPER_POINT, ROOT, built, compose_cfg, run_cli, run_config
 
 SYSTEMS = {s.title.split(",")[1].split()[0]: s for s in figure1_systems() if s.residual}
 
@@ -77,8 +77,7 @@ def test_gradient_flow_over_784_steps_of_real_mnist(mnist_dir, monkeypatch):
         return w + w.t() - cell.matrix.gamma * torch.eye(cell.hidden_size)
 
     for model in ("arnn", "gated_arnn"):
-        args = (model, "mnist", mnist_dir, "dataset.test_limit=8", "model.eps=0.01",
-                "model.gamma=0.01", "model.sigma_w=1")
+        args = (model, "mnist", mnist_dir, "dataset.test_limit=8", *PAPER_POINT)
         norms = _flow(*args)
         assert len(norms) == 784
         assert 0.1 < norms[0] / norms[-1] < 10, model  # neither vanishes nor explodes

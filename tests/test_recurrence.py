@@ -231,15 +231,14 @@ def test_three_training_steps_match_the_reference(model, dataset, mnist_dir):
     SGD at the paper's point is pinned, not the presets: Adagrad's first step divides each
     gradient element by itself, so a near-zero gradient's rounding moves its parameter by up to
     lr (2e-4 apart at Adagrad 0.4, for the torch backend as much as for this one)."""
-    from tests.fixtures import make_loop
+    from tests.fixtures import PAPER_POINT, make_loop
 
     params = {}
     for backend in ("reference", "cpu"):
         loop = make_loop(f"model={model}", dataset, f"model.backend={backend}", "device=cpu",
                          f"data_dir={mnist_dir}", "dataset.train_limit=512",
                          "dataset.test_limit=10", "dataset.val_size=0", "optimizer=sgd",
-                         "optimizer.lr=0.1", "model.eps=0.01", "model.gamma=0.01",
-                         "model.sigma_w=1")
+                         "optimizer.lr=0.1", *PAPER_POINT)
         for _ in range(3):
             loop.train_step(*loop.task.train_batch(loop.parts.sampler.next()))
         params[backend] = torch.cat([p.detach().flatten() for p in loop.model.parameters()])
