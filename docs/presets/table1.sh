@@ -3,7 +3,9 @@
 # 2 CPU cores, one job per core (train.threads=1), from the repository root:
 #
 #   bash docs/presets/table1.sh study arnn|gated_arnn   # TPE over Appendix C, pruned, 10,000 steps
-#   bash docs/presets/table1.sh full arnn|gated_arnn    # the chosen preset to 50,000 steps
+#   bash docs/presets/table1.sh full arnn|gated_arnn [SEED] # the chosen preset, 50,000 steps
+#   bash docs/presets/table1.sh sigma_w 8|16            # arnn's preset at another sigma_w, 50,000
+#   bash docs/presets/table1.sh eps01 MODEL GAMMA       # eps 0.1 at Adagrad 0.1, 10,000 steps
 #   bash docs/presets/table1.sh lstm new|old SEED       # the LSTM, 5,000 steps: RMSprop vs SGD
 #   bash docs/presets/table1.sh lstm_cifar new|old SEED # the same, 300 steps, CIFAR-10 JPEG copy
 #   bash docs/presets/table1.sh gates                   # the gated model's diagnosis (gates)
@@ -35,9 +37,17 @@ case ${1:-} in
       "data_dir=$MNIST" hydra.sweeper.pruner=successive_halving hydra.sweeper.min_steps=1000 \
       hydra.sweeper.eta=3 "hydra.sweeper.n_trials=${N:-24}" train.steps=10000 "${ONE_CORE[@]}" \
       "hydra.sweeper.enqueue=$enqueue" "hydra.sweep.dir=$OUT/search/$2_mnist_10k" ;;
-  full)  # the preset (conf/preset/<model>_mnist.yaml) at the paper's protocol, seed 0
-    "$PY" train.py "model=$2" dataset=mnist "data_dir=$MNIST" "${ONE_CORE[@]}" \
-      "hydra.run.dir=$OUT/table1/$2_mnist_s0" ;;
+  full)  # the preset (conf/preset/<model>_mnist.yaml) at the paper's protocol, seed 0 unless given
+    "$PY" train.py "model=$2" dataset=mnist "data_dir=$MNIST" "seed=${3:-0}" "${ONE_CORE[@]}" \
+      "hydra.run.dir=$OUT/table1/$2_mnist_s${3:-0}" ;;
+  sigma_w)  # the sigma_w axis beyond the study's best (4) at the full horizon, seed 0
+    "$PY" train.py model=arnn dataset=mnist "data_dir=$MNIST" "model.sigma_w=$2" "${ONE_CORE[@]}" \
+      "hydra.run.dir=$OUT/sigma_w/arnn_sw$2_s0" ;;
+  eps01)  # the grid's eps 0.1, which arnn's study tried only at lr 0.4-0.75 or sigma_w 16:
+    # Adagrad 0.1, sigma_w 1, the given gamma, 10,000 steps, seed 0
+    "$PY" train.py "model=$2" dataset=mnist "data_dir=$MNIST" model.eps=0.1 "model.gamma=$3" \
+      model.sigma_w=1 optimizer=adagrad optimizer.lr=0.1 train.steps=10000 "${ONE_CORE[@]}" \
+      "hydra.run.dir=$OUT/eps01/$2_g$3_s0" ;;
   lstm|lstm_cifar)
     old=()
     [ "$2" = old ] && old=(optimizer=sgd optimizer.lr=0.1 train.grad_clip=null)  # until 2026-12-04
@@ -62,7 +72,9 @@ case ${1:-} in
     done
     "$PY" scripts/collect_results.py "$OUT/table1" --out "$DOCS/full" > /dev/null
     "$PY" scripts/collect_results.py "$OUT/lstm" --out "$DOCS/lstm" > /dev/null
+    "$PY" scripts/collect_results.py "$OUT/sigma_w" --out "$DOCS/sigma_w" > /dev/null
+    "$PY" scripts/collect_results.py "$OUT/eps01" --out "$DOCS/eps01" > /dev/null
     echo "tables in $DOCS" ;;
-  *) echo "usage: bash docs/presets/table1.sh study|full MODEL | lstm|lstm_cifar new|old SEED | gates | collect" >&2
+  *) echo "usage: bash docs/presets/table1.sh study MODEL | full MODEL [SEED] | sigma_w 8|16 | eps01 MODEL GAMMA | lstm|lstm_cifar new|old SEED | gates | collect" >&2
      exit 2 ;;
 esac
