@@ -382,6 +382,19 @@ GRID_SEARCH = ("-m", "hydra/sweeper=optuna", "model=arnn", *SMALL, "train.steps=
                "optimizer.lr=choice(0.1,0.3)")
 
 
+def test_a_new_study_is_named_after_its_directory(tmp_path):
+    """Optuna's Hyperband puts a trial in a bracket by the study's name and the trial's number
+    (its docs: give study_name for reproducible pruning), so a seeded study must not get a
+    random name: two new studies in directories of one name get the same name, recorded."""
+    from arnn.storage import Folder
+    from hydra_plugins.arnn_optuna_sweeper._study import study_name
+
+    names = [study_name(Folder(tmp_path / parent / "search"), {"space": {}}, [])
+             for parent in ("a", "b")]
+    assert names == ["search", "search"]
+    assert json.loads((tmp_path / "a" / "search" / "study.json").read_text())["name"] == "search"
+
+
 @pytest.mark.slow
 def test_a_study_keeps_its_identity_and_its_grid_ends_cleanly(tmp_path):
     """The grid sampler's two points, asked for five trials: the sweep ends when the grid is

@@ -4,6 +4,7 @@
 #
 #   bash docs/presets/table1.sh study arnn|gated_arnn   # TPE over Appendix C, pruned, 10,000 steps
 #   bash docs/presets/table1.sh full arnn|gated_arnn [SEED] # the chosen preset, 50,000 steps
+#   bash docs/presets/table1.sh clip gated_arnn         # the preset, gradient clipped at 1, 50,000
 #   bash docs/presets/table1.sh sigma_w 8|16            # arnn's preset at another sigma_w, 50,000
 #   bash docs/presets/table1.sh eps01 MODEL GAMMA       # eps 0.1 at Adagrad 0.1, 10,000 steps
 #   bash docs/presets/table1.sh lstm new|old SEED       # the LSTM, 5,000 steps: RMSprop vs SGD
@@ -40,6 +41,9 @@ case ${1:-} in
   full)  # the preset (conf/preset/<model>_mnist.yaml) at the paper's protocol, seed 0 unless given
     "$PY" train.py "model=$2" dataset=mnist "data_dir=$MNIST" "seed=${3:-0}" "${ONE_CORE[@]}" \
       "hydra.run.dir=$OUT/table1/$2_mnist_s${3:-0}" ;;
+  clip)  # the preset with train.grad_clip=1: the gated preset's run diverged at step 45,600
+    "$PY" train.py "model=$2" dataset=mnist "data_dir=$MNIST" train.grad_clip=1 "${ONE_CORE[@]}" \
+      "hydra.run.dir=$OUT/clip/$2_mnist_s0" ;;
   sigma_w)  # the sigma_w axis beyond the study's best (4) at the full horizon, seed 0
     "$PY" train.py model=arnn dataset=mnist "data_dir=$MNIST" "model.sigma_w=$2" "${ONE_CORE[@]}" \
       "hydra.run.dir=$OUT/sigma_w/arnn_sw$2_s0" ;;
@@ -65,16 +69,17 @@ case ${1:-} in
     "$PY" scripts/gradient_flow.py --dataset mnist --data-dir "$MNIST" --models "" --batch 256 \
       --run "$OUT/search/gated_arnn_mnist_10k/$same" --run "$OUT/search/arnn_mnist_10k/$same" \
       --out "$DOCS/gated/gradient_flow.png" | tee "$DOCS/gated/gates.txt" ;;
-  collect)
-    for model in arnn gated_arnn; do
-      "$PY" scripts/collect_results.py "$OUT/search/${model}_mnist_10k" \
-        --out "$DOCS/search_${model}" > /dev/null
+  collect)  # each folder of runs under $OUT that exists -> its table under $DOCS
+    for pair in search/arnn_mnist_10k:search_arnn search/gated_arnn_mnist_10k:search_gated_arnn \
+        table1:full lstm:lstm sigma_w:sigma_w eps01:eps01 clip:clip; do
+      runs=$OUT/${pair%%:*}
+      if [ -d "$runs" ]; then
+        "$PY" scripts/collect_results.py "$runs" --out "$DOCS/${pair#*:}" > /dev/null
+      else
+        echo "no $runs: skipped"
+      fi
     done
-    "$PY" scripts/collect_results.py "$OUT/table1" --out "$DOCS/full" > /dev/null
-    "$PY" scripts/collect_results.py "$OUT/lstm" --out "$DOCS/lstm" > /dev/null
-    "$PY" scripts/collect_results.py "$OUT/sigma_w" --out "$DOCS/sigma_w" > /dev/null
-    "$PY" scripts/collect_results.py "$OUT/eps01" --out "$DOCS/eps01" > /dev/null
     echo "tables in $DOCS" ;;
-  *) echo "usage: bash docs/presets/table1.sh study MODEL | full MODEL [SEED] | sigma_w 8|16 | eps01 MODEL GAMMA | lstm|lstm_cifar new|old SEED | gates | collect" >&2
+  *) echo "usage: bash docs/presets/table1.sh study MODEL | full MODEL [SEED] | clip MODEL | sigma_w 8|16 | eps01 MODEL GAMMA | lstm|lstm_cifar new|old SEED | gates | collect" >&2
      exit 2 ;;
 esac

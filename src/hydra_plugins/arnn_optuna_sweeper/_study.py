@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import uuid
 from typing import Any
 
 import optuna
@@ -169,9 +168,10 @@ def identity(s: dict[str, Any], space: dict[str, BaseDistribution], fixed: list[
 def study_name(folder: Folder, wanted: dict[str, Any], journal_studies: list[str],
                preferred: str | None = None) -> str:
     """The study's name, from its identity file; the file written for a new study (named
-    `preferred`, or at random), or for one begun before identities were recorded (its
-    journal's one study, adopted as it is now). StudyError when the directory holds a study of
-    other settings."""
+    `preferred`, or after its directory: Optuna's Hyperband puts trials in brackets by the
+    study's name, so a seeded study prunes the same way again), or for one begun before
+    identities were recorded (its journal's one study, adopted as it is now). StudyError when
+    the directory holds a study of other settings."""
     path = folder.path / IDENTITY_FILE
     recorded = load_json(path, 1 << 20, StudyError) if path.exists() else None
     if recorded is not None:
@@ -188,8 +188,7 @@ def study_name(folder: Folder, wanted: dict[str, Any], journal_studies: list[str
     if len(journal_studies) > 1:
         raise StudyError(f"{folder.path} holds {len(journal_studies)} studies and no "
                          f"{IDENTITY_FILE}: use another hydra.sweep.dir")
-    name = journal_studies[0] if journal_studies else (
-        preferred or f"arnn-{uuid.uuid4().hex[:12]}")
+    name = journal_studies[0] if journal_studies else (preferred or folder.path.resolve().name)
     folder.write_atomic(IDENTITY_FILE, (json.dumps({"name": name, **wanted}, indent=1) + "\n")
                         .encode())
     return name
