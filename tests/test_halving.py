@@ -266,6 +266,20 @@ def test_ranking_by_validation_without_a_validation_split_is_refused(tmp_path):
     assert not sweep.exists()
 
 
+@pytest.mark.parametrize("schedule", ["train.lr_schedule=cosine",
+                                      "train.lr_schedule=constant,cosine"])
+def test_a_schedule_is_refused_where_rungs_extend_runs(tmp_path, schedule):
+    """A cosine run ends at its train.steps and is not extended: halving (which extends each
+    job from rung to rung) refuses it in one line before any job, as a setting or a sweep axis."""
+    sweep = tmp_path / "sweep"
+    proc = _halving(sweep, schedule)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert lines[0].startswith("error: train.lr_schedule='cosine' is invalid: the halving "
+                               "sweeper extends each run from rung to rung")
+    assert not sweep.exists()
+
+
 def test_ranking_by_test_is_allowed_with_a_warning(tmp_path):
     proc = _halving(tmp_path / "sweep", "hydra.sweeper.metric=test_accuracy",
                     "dataset.val_size=0")

@@ -221,7 +221,8 @@ def test_a_run_directory_of_the_previous_layout_resumes_bit_identically(tmp_path
     fixture = Path(__file__).parent / "data" / "run_before_redesign"
     args = (*SMALL, "train.steps=300", "train.checkpoint_every=40", "train.log_every=20",
             "train.eval_every=100", "dataset.val_size=0",  # as then: no validation split
-            "model.backend=torch")  # the backend `auto` was then
+            "model.backend=torch",  # the backend `auto` was then
+            "train.threads=2")  # the fixture's: threads change the last bits of sums
     killed = tmp_path / "killed"
     shutil.copytree(fixture, killed)
     assert json.loads((killed / "results.json").read_text())["status"] == "running"
@@ -273,6 +274,38 @@ def test_extending_a_finished_run_is_bit_identical_to_training_it_at_once(tmp_pa
         run_config(compose_cfg(*args, "train.steps=300"), tmp_path / "extended")
     with pytest.raises(Exception, match="another configuration.*model.eps"):
         run_config(compose_cfg(*args, "train.steps=500", "model.eps=0.5"), tmp_path / "extended")
+
+
+def test_a_cosine_run_resumes_bit_identically_and_is_not_extended(tmp_path):
+    """The schedule is a function of the step: killed at step 13 and resumed, a cosine run ends
+    bit-identical to an uninterrupted one. Its horizon is train.steps, so a larger count is
+    another run, refused with the reason, the run left as it was."""
+    args = (*SMALL, "train.lr_schedule=cosine", "train.checkpoint_every=5", "train.eval_every=10")
+    run_config(compose_cfg(*args, "train.steps=20"), tmp_path / "straight")
+    with pytest.raises(KeyboardInterrupt):
+        run_config(compose_cfg(*args, "train.steps=20"), tmp_path / "killed",
+                   hooks=[interrupt_at(13)])
+    run_config(compose_cfg(*args, "train.steps=20"), tmp_path / "killed")
+    a, b = (checkpoint_params(tmp_path / d) for d in ("straight", "killed"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    before = (tmp_path / "killed" / "results.json").read_text()
+    with pytest.raises(CheckpointError, match=r"train.steps: 20 there, 30 now"):
+        run_config(compose_cfg(*args, "train.steps=30"), tmp_path / "killed")
+    assert (tmp_path / "killed" / "results.json").read_text() == before
+
+
+def test_runs_at_a_constant_lr_keep_the_directory_names_they_had_before_schedules():
+    """train.lr_schedule was added after run directories were named by a digest of the run's
+    settings: at its default (constant) it is left out of the digest, so that the same command
+    finds the runs made before (names computed by the code before the setting existed)."""
+    from arnn.identity import run_name
+
+    assert run_name(compose_cfg("model=arnn", "dataset=mnist")) == "arnn_mnist_58a6b9a9ea"
+    assert run_name(compose_cfg("model=lstm", "seed=3")) == "lstm_digits_6f2186dfc6"
+    assert run_name(compose_cfg("model=arnn", "dataset=mnist", "train.lr_schedule=cosine")) \
+        not in ("arnn_mnist_58a6b9a9ea", run_name(compose_cfg("model=arnn", "dataset=mnist",
+                                                              "train.lr_schedule=cosine",
+                                                              "train.steps=10")))
 
 
 def test_a_diverged_run_is_not_extended(tmp_path):

@@ -153,6 +153,44 @@ def test_grad_clip_bounds_the_first_step(clip):
         assert moved == pytest.approx(0.1 * clip, rel=1e-3)
 
 
+def _torch_cosine_lrs(lr, steps):
+    """The learning rate of each step under torch's CosineAnnealingLR (T_max = steps, to 0)."""
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    out = []
+    for _ in range(steps):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        schedule.step()
+    return out
+
+
+def test_a_cosine_schedule_takes_torchs_cosine_annealing_steps():
+    """train.lr_schedule=cosine: every step's lr is the one torch's CosineAnnealingLR (an
+    independent implementation) gives it, and the parameters end where a constant-lr loop whose
+    lr is set by hand to those values before each step ends."""
+    steps, lr = 12, 0.3
+    args = (*SMALL, "optimizer=sgd", f"optimizer.lr={lr}", f"train.steps={steps}")
+    expected = _torch_cosine_lrs(lr, steps)
+    cosine, by_hand = make_loop(*args, "train.lr_schedule=cosine"), make_loop(*args)
+    taken, optimizer_step = [], cosine.optimizer.step
+
+    def recording_step():  # the lr the optimizer steps with
+        taken.append(cosine.optimizer.param_groups[0]["lr"])
+        optimizer_step()
+
+    cosine.optimizer.step = recording_step
+    for step in range(steps):
+        cosine.train_step(*cosine.task.train_batch(cosine.parts.sampler.next()))
+        by_hand.lr = expected[step]  # the lr its (constant) steps take
+        by_hand.train_step(*by_hand.task.train_batch(by_hand.parts.sampler.next()))
+    assert taken == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert taken[0] == lr and taken[steps // 2] == pytest.approx(lr / 2) and taken[-1] < lr / 50
+    for a, b in zip(cosine.model.parameters(), by_hand.model.parameters(), strict=True):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-7)
+    assert cosine.optimizer.param_groups[0]["lr"] == lr  # between steps (checkpoints): lr
+
+
 @pytest.mark.slow
 def test_a_pmnist_run_records_its_permutation(tmp_path, mnist_dir):
     run_config(compose_cfg("dataset=pmnist", f"data_dir={mnist_dir}", "model.hidden_size=8",

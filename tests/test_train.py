@@ -70,6 +70,7 @@ BAD_VALUES = [
     ("train.steps=-1", "train.steps=-1"),
     ("model.sigma_w=-1", "model.sigma_w=-1.0"),
     ("train.resume=maybe", "train.resume='maybe'"),
+    ("train.lr_schedule=linear", "train.lr_schedule='linear'"),
     ("device=tpu", "device='tpu'"),
     ("model.backend=cudnn", "model.backend='cudnn'"),
     ("seed=-1", "seed=-1"),

@@ -5,6 +5,7 @@
 #   bash docs/presets/table1.sh study arnn|gated_arnn   # TPE over Appendix C, pruned, 10,000 steps
 #   bash docs/presets/table1.sh full arnn|gated_arnn [SEED] # the chosen preset, 50,000 steps
 #   bash docs/presets/table1.sh clip gated_arnn         # the preset, gradient clipped at 1, 50,000
+#   bash docs/presets/table1.sh cosine arnn [SEED]      # the preset, lr cosine-annealed, 50,000
 #   bash docs/presets/table1.sh sigma_w 8|16            # arnn's preset at another sigma_w, 50,000
 #   bash docs/presets/table1.sh eps01 MODEL GAMMA       # eps 0.1 at Adagrad 0.1, 10,000 steps
 #   bash docs/presets/table1.sh lstm new|old SEED       # the LSTM, 5,000 steps: RMSprop vs SGD
@@ -44,6 +45,9 @@ case ${1:-} in
   clip)  # the preset with train.grad_clip=1: the gated preset's run diverged at step 45,600
     "$PY" train.py "model=$2" dataset=mnist "data_dir=$MNIST" train.grad_clip=1 "${ONE_CORE[@]}" \
       "hydra.run.dir=$OUT/clip/$2_mnist_s0" ;;
+  cosine)  # the preset with train.lr_schedule=cosine (lr to 0 at step 50,000), seed 0 unless given
+    "$PY" train.py "model=$2" dataset=mnist "data_dir=$MNIST" "seed=${3:-0}" train.lr_schedule=cosine \
+      "${ONE_CORE[@]}" "hydra.run.dir=$OUT/cosine/$2_mnist_s${3:-0}" ;;
   sigma_w)  # the sigma_w axis beyond the study's best (4) at the full horizon, seed 0
     "$PY" train.py model=arnn dataset=mnist "data_dir=$MNIST" "model.sigma_w=$2" "${ONE_CORE[@]}" \
       "hydra.run.dir=$OUT/sigma_w/arnn_sw$2_s0" ;;
@@ -71,7 +75,7 @@ case ${1:-} in
       --out "$DOCS/gated/gradient_flow.png" | tee "$DOCS/gated/gates.txt" ;;
   collect)  # each folder of runs under $OUT that exists -> its table under $DOCS
     for pair in search/arnn_mnist_10k:search_arnn search/gated_arnn_mnist_10k:search_gated_arnn \
-        table1:full lstm:lstm sigma_w:sigma_w eps01:eps01 clip:clip; do
+        table1:full lstm:lstm sigma_w:sigma_w eps01:eps01 clip:clip cosine:cosine; do
       runs=$OUT/${pair%%:*}
       if [ -d "$runs" ]; then
         "$PY" scripts/collect_results.py "$runs" --out "$DOCS/${pair#*:}" > /dev/null

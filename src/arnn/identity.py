@@ -4,10 +4,11 @@ them, and the check that a run directory holds the same run before it is resumed
 The fingerprint holds exactly the settings the run has (`arnn.registry.settings_of` for the
 model, optimizer and dataset), the training settings that change its numbers
 (`registry.TRAIN_IDENTITY`) and the seed. Not in it: train.steps (a larger count extends a
-run), the backend (the same function computed another way), where the data lives. Compatibility
-rule: a saved fingerprint is compared on the keys of the current one; keys it holds beyond them
-(older versions recorded every setting of a group, e.g. eps for the LSTM, the datasets'
-hidden-size tables, train.steps) are ignored.
+run; but a learning-rate schedule other than constant ends there, and then it is in), the
+backend (the same function computed another way), where the data lives. Compatibility rule: a
+saved fingerprint is compared on the keys of the current one; keys it holds beyond them (older
+versions recorded every setting of a group, e.g. eps for the LSTM, the datasets' hidden-size
+tables, train.steps) are ignored.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def fingerprint(cfg: DictConfig) -> dict[str, Any]:
         out[name] = {key: data[key] for key in settings_of(name, data["name"])}
     train = group("train")
     out["train"] = {key: train[key] for key in TRAIN_IDENTITY}
+    if train["lr_schedule"] != "constant":  # the schedule's horizon: such a run is not extended
+        out["train"]["steps"] = train["steps"]
     out["seed"] = cfg.seed
     return out
 
@@ -44,12 +47,19 @@ def run_name(cfg: DictConfig) -> str:
     same command finds the same directory and continues (or reports) the run in it, and
     another configuration gets another."""
     identity = fingerprint(cfg)
+    for key, value in UNNAMED_DEFAULTS.items():  # runs named before the key existed keep their name
+        group, name = key.split(".")
+        if identity[group].get(name) == value:
+            del identity[group][name]
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
     return f"{identity['model']['name']}_{identity['dataset']['name']}_{digest}"
 
 
 # Settings added after runs were recorded without them: the value that reproduces those runs.
-LEGACY = {"dataset.val_size": 0, "dataset.val_seed": 0}
+LEGACY = {"dataset.val_size": 0, "dataset.val_seed": 0, "train.lr_schedule": "constant"}
+# Of those, the ones added after run directories were named by the digest: left out of it at
+# this value, so that the directories of earlier runs keep their names.
+UNNAMED_DEFAULTS = {"train.lr_schedule": "constant"}
 
 
 def changed_settings(saved: Any, current: dict[str, Any], prefix: str = "") -> list[str]:

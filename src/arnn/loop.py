@@ -25,6 +25,7 @@ from arnn.data import SequenceTask
 from arnn.host import describe, with_current
 from arnn.models import SequenceClassifier
 from arnn.monitor import Monitor
+from arnn.optimizers import LR_SCHEDULES
 from arnn.results import Status, evaluation_summary
 from arnn.spec import RunSpec
 from arnn.state import TrainingState
@@ -71,6 +72,7 @@ class Loop:
         self.steps, self.log_every, self.eval_every, self.checkpoint_every = (
             int(train[k]) for k in ("steps", "log_every", "eval_every", "checkpoint_every"))
         self.grad_clip, self.max_loss = train.grad_clip, train.max_loss
+        self.lr, self.lr_factor = spec.cfg.optimizer.lr, LR_SCHEDULES[train.lr_schedule]
         self.hosts = [describe(spec.backend)]  # what computed each session, when they differ
         self.window = StepWindow(self.log_every, parts.device, self.step)
 
@@ -102,7 +104,7 @@ class Loop:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = _gradient_norm(self.model, self.grad_clip)
-        self.optimizer.step()
+        _step_at(self.optimizer, self.lr * self.lr_factor(self.step, self.steps), self.lr)
         with torch.no_grad():
             correct = (logits.argmax(dim=-1) == y).sum(dtype=torch.float32)
             self.step += 1
@@ -117,7 +119,7 @@ class Loop:
         return self.diverged is not None
 
     def log_window(self, monitor: Monitor) -> None:
-        stats = self.window.stats(self.step, self.optimizer.param_groups[0]["lr"])
+        stats = self.window.stats(self.step, self.lr * self.lr_factor(self.step - 1, self.steps))
         if stats is not None:
             monitor.window(self.step, self.steps, stats)
             self.window = StepWindow(self.log_every, self.parts.device, self.step)
@@ -174,6 +176,16 @@ class Loop:
             if stopping:
                 return Status.INTERRUPTED
         return Status.COMPLETED
+
+
+def _step_at(optimizer: torch.optim.Optimizer, lr: float, configured: float) -> None:
+    """One optimizer step at `lr` (train.lr_schedule's for this step); between steps, and so in
+    checkpoints, the optimizer holds the configured lr."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.step()
+    for group in optimizer.param_groups:
+        group["lr"] = configured
 
 
 def _gradient_norm(model: SequenceClassifier, clip: float | None) -> torch.Tensor:

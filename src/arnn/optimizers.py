@@ -1,10 +1,12 @@
 """The optimisers, registered by name (conf/optimizer/<name>.yaml): the paper's two (Appendix C:
 SGD with momentum, Adagrad) and those the field tunes recurrent networks with (Adam, AdamW,
 RMSprop: the usual choices for coRNN, UnICORNN, LEM and LSTM baselines). Each entry names the
-settings it reads besides lr and weight_decay, with their types and ranges."""
+settings it reads besides lr and weight_decay, with their types and ranges; and the learning-rate
+schedules (train.lr_schedule) that scale lr over a run's steps."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -63,3 +65,12 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
 def build_optimizer(cfg: DictConfig, params: Params) -> torch.optim.Optimizer:
     """The optimiser named by `cfg.name` (a name validated against OPTIMIZERS)."""
     return OPTIMIZERS[cfg.name].build(params, cfg)
+
+
+# The factor lr is multiplied by for the step that starts at `step` of `steps`: a function of
+# the step alone, so a resumed run takes the same learning rates as an uninterrupted one.
+LR_SCHEDULES: dict[str, Callable[[int, int], float]] = {
+    "constant": lambda step, steps: 1.0,  # the paper's (Appendix C names no schedule)
+    # cosine annealing without restarts (Loshchilov & Hutter, 2017): lr at step 0, 0 at `steps`
+    "cosine": lambda step, steps: 0.5 * (1.0 + math.cos(math.pi * min(step, steps) / steps)),
+}

@@ -24,7 +24,7 @@ COMMON_SETTINGS = {
                 "val_seed", "train_limit", "test_limit"),
 }
 # Training settings that change a run's numbers (train.steps does not: a larger count extends).
-TRAIN_IDENTITY = ("batch_size", "grad_clip")
+TRAIN_IDENTITY = ("batch_size", "grad_clip", "lr_schedule")
 
 
 def settings_of(group: str, name: str) -> tuple[str, ...]:

@@ -159,7 +159,28 @@ class RungSweeper:
                 raise ConfigError(f"{override.input_line} is invalid: {self.who} sets {key} "
                                   "itself (train.steps is the last rung's budget: give one "
                                   "value)")
+        if self.extends_runs:
+            self._refuse_a_schedule(overrides)
         return overrides
+
+    @property
+    def extends_runs(self) -> bool:
+        """Whether a job trained to one rung's budget is extended to the next one's."""
+        return True
+
+    def _refuse_a_schedule(self, overrides: list[Override]) -> None:
+        """A learning-rate schedule ends at train.steps: a run trained under one is not
+        extended (arnn.identity), so rungs that extend runs are refused one before any job."""
+        values = [self.config.train.lr_schedule]
+        for o in overrides:
+            if o.get_key_element() == "train.lr_schedule":
+                values += (list(o.sweep_string_iterator()) if o.is_sweep_override()
+                           else [o.value()])
+        for value in values:
+            if value != "constant":
+                raise invalid("train.lr_schedule", value, f"{self.who} extends each run from "
+                              "rung to rung, and a schedule ends at train.steps: sweep at "
+                              "constant (or without pruning, hydra.sweeper.pruner=none)")
 
     def final_steps(self) -> int:
         steps = self.config.train.steps

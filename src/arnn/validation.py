@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from arnn.errors import ConfigError, Range, invalid
 from arnn.models import CELLS
+from arnn.optimizers import LR_SCHEDULES
 from arnn.recurrence import BACKEND_CHOICES
 from arnn.registry import REGISTRIES, optional_settings, settings_of
 
@@ -42,7 +43,8 @@ RANGES: dict[str, Range] = {
     "dataset.train_limit": Range(1, integer=True),
     "dataset.test_limit": Range(1, integer=True),
 }
-CHOICES = {"model.backend": BACKEND_CHOICES, "train.resume": RESUME_MODES, "device": DEVICES}
+CHOICES = {"model.backend": BACKEND_CHOICES, "train.resume": RESUME_MODES,
+           "train.lr_schedule": tuple(LR_SCHEDULES), "device": DEVICES}
 
 
 def ranges() -> dict[str, Range]:

@@ -50,6 +50,10 @@ class OptunaSweeperImpl(RungSweeper):
         self.s = settings
         self.params = settings.get("params")
 
+    @property
+    def extends_runs(self) -> bool:
+        return self.s["pruner"] != "none"  # without a pruner each trial trains straight
+
     def sweep(self, arguments: list[str]) -> list[Any]:
         check_settings(self.s)
         if not self.config.dataset.val_size:
