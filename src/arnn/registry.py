@@ -23,7 +23,8 @@ COMMON_SETTINGS = {
     "dataset": ("name", "input_size", "seq_len", "num_classes", "standardize", "val_size",
                 "val_seed", "train_limit", "test_limit"),
 }
-# Training settings that change a run's numbers (train.steps does not: a larger count extends).
+# Training settings that change a run's numbers (train.steps does not: a larger count extends,
+# unless a learning-rate schedule ends there: arnn.identity).
 TRAIN_IDENTITY = ("batch_size", "grad_clip", "lr_schedule")
 
 

@@ -97,7 +97,7 @@ class TrainConfig:
     checkpoint_every: int = MISSING
     resume: str = MISSING  # auto | never | must
     grad_clip: float | None = MISSING  # max global gradient norm; None: no clipping (the paper's)
-    lr_schedule: str = MISSING  # constant (the paper's) | cosine: arnn.loop.LR_SCHEDULES
+    lr_schedule: str = MISSING  # constant (the paper's) | cosine: arnn.optimizers.LR_SCHEDULES
     max_loss: float | None = MISSING  # a logged window's mean loss above it: diverged
     gradient_flow: bool = MISSING  # at each evaluation, draw ||dL/dh_t|| over t to TensorBoard
     threads: int | None = MISSING  # CPU threads (torch's and the cpu backend's); None: torch's
