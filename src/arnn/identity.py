@@ -47,9 +47,9 @@ def run_name(cfg: DictConfig) -> str:
     same command finds the same directory and continues (or reports) the run in it, and
     another configuration gets another."""
     identity = fingerprint(cfg)
-    for key, value in UNNAMED_DEFAULTS.items():  # runs named before the key existed keep their name
+    for key in UNNAMED_AT_LEGACY:  # runs named before the key existed keep their name
         group, name = key.split(".")
-        if identity[group].get(name) == value:
+        if identity[group].get(name) == LEGACY[key]:
             del identity[group][name]
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
     return f"{identity['model']['name']}_{identity['dataset']['name']}_{digest}"
@@ -58,8 +58,8 @@ def run_name(cfg: DictConfig) -> str:
 # Settings added after runs were recorded without them: the value that reproduces those runs.
 LEGACY = {"dataset.val_size": 0, "dataset.val_seed": 0, "train.lr_schedule": "constant"}
 # Of those, the ones added after run directories were named by the digest: left out of it at
-# this value, so that the directories of earlier runs keep their names.
-UNNAMED_DEFAULTS = {"train.lr_schedule": "constant"}
+# their LEGACY value, so that the directories of earlier runs keep their names.
+UNNAMED_AT_LEGACY = ("train.lr_schedule",)
 
 
 def changed_settings(saved: Any, current: dict[str, Any], prefix: str = "") -> list[str]:
