@@ -295,13 +295,17 @@ def test_a_cosine_run_resumes_bit_identically_and_is_not_extended(tmp_path):
 
 
 def test_runs_at_a_constant_lr_keep_the_directory_names_they_had_before_schedules():
-    """train.lr_schedule was added after run directories were named by a digest of the run's
-    settings: at its default (constant) it is left out of the digest, so that the same command
-    finds the runs made before (names computed by the code before the setting existed)."""
+    """train.lr_schedule and Adagrad's optimizer.initial_accumulator_value were added after run
+    directories were named by a digest of the run's settings: at their defaults (constant, 0)
+    they are left out of the digest, so that the same command finds the runs made before (names
+    computed by the code before the settings existed)."""
     from arnn.identity import run_name
 
     assert run_name(compose_cfg("model=arnn", "dataset=mnist")) == "arnn_mnist_58a6b9a9ea"
     assert run_name(compose_cfg("model=lstm", "seed=3")) == "lstm_digits_6f2186dfc6"
+    accumulator = compose_cfg("model=arnn", "dataset=mnist",
+                              "optimizer.initial_accumulator_value=0.1")
+    assert run_name(accumulator) != "arnn_mnist_58a6b9a9ea"
     assert run_name(compose_cfg("model=arnn", "dataset=mnist", "train.lr_schedule=cosine")) \
         not in ("arnn_mnist_58a6b9a9ea", run_name(compose_cfg("model=arnn", "dataset=mnist",
                                                               "train.lr_schedule=cosine",

@@ -173,6 +173,34 @@ def test_each_optimizer_is_torchs_own_with_the_configured_settings(name):
     assert torch.equal(results[0][1], results[1][1])
 
 
+def test_adagrads_accumulator_starts_at_the_configured_value():
+    """optimizer.initial_accumulator_value against Adagrad's update written out in float64:
+    G_t = v0 + sum of squared gradients, w <- w - lr g_t / (sqrt(G_t) + 1e-10). At v0 = 0.1
+    (TensorFlow's default) the first step is lr g / sqrt(0.1 + g^2), not torch's lr sign(g)."""
+    import torch
+
+    from arnn.optimizers import build_optimizer
+
+    cfg = compose_cfg("optimizer=adagrad", "optimizer.lr=0.4",
+                      "optimizer.initial_accumulator_value=0.1")
+    torch.manual_seed(0)
+    start = torch.randn(5, dtype=torch.float64) * 0.1
+    weight = torch.nn.Parameter(start.clone())
+    optimizer = build_optimizer(cfg.optimizer, [weight])
+    expected, accumulator = start.clone(), torch.full_like(start, 0.1)
+    for _ in range(3):
+        optimizer.zero_grad()
+        (weight ** 3).sum().backward()
+        optimizer.step()
+        grad = 3 * expected ** 2
+        accumulator += grad ** 2
+        expected -= 0.4 * grad / (accumulator.sqrt() + 1e-10)
+    torch.testing.assert_close(weight.detach(), expected, rtol=1e-12, atol=0)
+    with pytest.raises(ConfigError, match=r"^optimizer.initial_accumulator_value=-0.1 is "
+                                          r"invalid: must be a number >= 0"):
+        validate(compose_cfg("optimizer=adagrad", "optimizer.initial_accumulator_value=-0.1"))
+
+
 @pytest.mark.parametrize("betas,ok", [([0.999, 0.9], True), ([1.0, 0.9], False),
                                       ([0.9, 1.0], False), ([-0.1, 0.9], False)])
 def test_adams_betas_are_each_below_one(betas, ok):

@@ -56,10 +56,11 @@ def run_name(cfg: DictConfig) -> str:
 
 
 # Settings added after runs were recorded without them: the value that reproduces those runs.
-LEGACY = {"dataset.val_size": 0, "dataset.val_seed": 0, "train.lr_schedule": "constant"}
+LEGACY = {"dataset.val_size": 0, "dataset.val_seed": 0, "train.lr_schedule": "constant",
+          "optimizer.initial_accumulator_value": 0.0}
 # Of those, the ones added after run directories were named by the digest: left out of it at
 # their LEGACY value, so that the directories of earlier runs keep their names.
-UNNAMED_AT_LEGACY = ("train.lr_schedule",)
+UNNAMED_AT_LEGACY = ("train.lr_schedule", "optimizer.initial_accumulator_value")
 
 
 def changed_settings(saved: Any, current: dict[str, Any], prefix: str = "") -> list[str]:

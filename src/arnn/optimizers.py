@@ -39,8 +39,11 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
         settings={"momentum": float}, paper=True,
     ),
     "adagrad": OptimizerSpec(
-        lambda params, cfg: torch.optim.Adagrad(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
-        paper=True,
+        lambda params, cfg: torch.optim.Adagrad(
+            params, lr=cfg.lr, initial_accumulator_value=cfg.initial_accumulator_value,
+            weight_decay=cfg.weight_decay),
+        settings={"initial_accumulator_value": float},
+        ranges={"initial_accumulator_value": Range(0)}, paper=True,
     ),
     "adam": OptimizerSpec(
         lambda params, cfg: torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas),
