@@ -7,7 +7,7 @@
 #   bash docs/presets/table1.sh clip gated_arnn         # the preset, gradient clipped at 1, 50,000
 #   bash docs/presets/table1.sh cosine arnn [SEED]      # the preset, lr cosine-annealed, 50,000
 #   bash docs/presets/table1.sh sigma_w 8|16            # arnn's preset at another sigma_w, 50,000
-#   bash docs/presets/table1.sh eps01 MODEL GAMMA [STEPS [CLIP]] # eps 0.1 at Adagrad 0.1, 10,000 steps
+#   bash docs/presets/table1.sh eps01 MODEL GAMMA [STEPS [CLIP]] # eps 0.1 at Adagrad 0.1, 10,000
 #   bash docs/presets/table1.sh accumulator LR         # Adagrad's sum starting at 0.1, 3,000 steps
 #   bash docs/presets/table1.sh lstm new|old SEED       # the LSTM, 5,000 steps: RMSprop vs SGD
 #   bash docs/presets/table1.sh lstm_cifar new|old SEED # the same, 300 steps, CIFAR-10 JPEG copy
@@ -83,8 +83,8 @@ case ${1:-} in
       --out "$DOCS/gated/gradient_flow.png" | tee "$DOCS/gated/gates.txt" ;;
   collect)  # each folder of runs under $OUT that exists -> its table under $DOCS
     for pair in search/arnn_mnist_10k:search_arnn search/gated_arnn_mnist_10k:search_gated_arnn \
-        table1:full lstm:lstm sigma_w:sigma_w eps01:eps01 eps01_clip1:eps01_clip1 clip:clip cosine:cosine \
-        accumulator:accumulator; do
+        table1:full lstm:lstm sigma_w:sigma_w eps01:eps01 eps01_clip1:eps01_clip1 clip:clip \
+        cosine:cosine accumulator:accumulator; do
       runs=$OUT/${pair%%:*}
       if [ -d "$runs" ]; then
         "$PY" scripts/collect_results.py "$runs" --out "$DOCS/${pair#*:}" > /dev/null
