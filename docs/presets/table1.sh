@@ -7,7 +7,8 @@
 #   bash docs/presets/table1.sh clip gated_arnn         # the preset, gradient clipped at 1, 50,000
 #   bash docs/presets/table1.sh cosine arnn [SEED]      # the preset, lr cosine-annealed, 50,000
 #   bash docs/presets/table1.sh sigma_w 8|16            # arnn's preset at another sigma_w, 50,000
-#   bash docs/presets/table1.sh eps01 MODEL GAMMA [STEPS [CLIP]] # eps 0.1 at Adagrad 0.1, 10,000
+#   bash docs/presets/table1.sh eps01 MODEL GAMMA [STEPS [CLIP [LR]]] # eps 0.1, Adagrad 0.1, 10,000
+#   bash docs/presets/table1.sh pmnist MODEL [SEED]    # permuted MNIST at MNIST's preset, 50,000
 #   bash docs/presets/table1.sh accumulator LR         # Adagrad's sum starting at 0.1, 3,000 steps
 #   bash docs/presets/table1.sh lstm new|old SEED       # the LSTM, 5,000 steps: RMSprop vs SGD
 #   bash docs/presets/table1.sh lstm_cifar new|old SEED # the same, 300 steps, CIFAR-10 JPEG copy
@@ -43,6 +44,9 @@ case ${1:-} in
   full)  # the preset (conf/preset/<model>_mnist.yaml) at the paper's protocol, seed 0 unless given
     "$PY" train.py "model=$2" dataset=mnist "data_dir=$MNIST" "seed=${3:-0}" "${ONE_CORE[@]}" \
       "hydra.run.dir=$OUT/table1/$2_mnist_s${3:-0}" ;;
+  pmnist)  # permuted MNIST (it borrows MNIST's preset), the paper's protocol, seed 0 unless given
+    "$PY" train.py "model=$2" dataset=pmnist "data_dir=$MNIST" "seed=${3:-0}" "${ONE_CORE[@]}" \
+      "hydra.run.dir=$OUT/pmnist/$2_pmnist_s${3:-0}" ;;
   clip)  # the preset with train.grad_clip=1: the gated preset's run diverged at step 45,600
     "$PY" train.py "model=$2" dataset=mnist "data_dir=$MNIST" train.grad_clip=1 "${ONE_CORE[@]}" \
       "hydra.run.dir=$OUT/clip/$2_mnist_s0" ;;
@@ -54,12 +58,14 @@ case ${1:-} in
       "hydra.run.dir=$OUT/sigma_w/arnn_sw$2_s0" ;;
   eps01)  # the grid's eps 0.1, which arnn's study tried only at lr 0.4-0.75 or sigma_w 16:
     # Adagrad 0.1, sigma_w 1, the given gamma, 10,000 steps unless given (more extend it), seed 0;
-    # CLIP clips the gradient's norm there (the unclipped runs collapsed on the way), its own folder
+    # CLIP clips the gradient's norm there (the unclipped runs collapsed on the way), LR replaces
+    # Adagrad's 0.1 (the clipped gamma 0.1 run still climbed at 50,000); each in its own folder
     clip=() dir=eps01
     [ -n "${5:-}" ] && clip=("train.grad_clip=$5") dir=eps01_clip$5
+    [ -n "${6:-}" ] && dir=${dir}_lr$6
     "$PY" train.py "model=$2" dataset=mnist "data_dir=$MNIST" model.eps=0.1 "model.gamma=$3" \
-      model.sigma_w=1 optimizer=adagrad optimizer.lr=0.1 "train.steps=${4:-10000}" "${clip[@]}" \
-      "${ONE_CORE[@]}" "hydra.run.dir=$OUT/$dir/$2_g$3_s0" ;;
+      model.sigma_w=1 optimizer=adagrad "optimizer.lr=${6:-0.1}" "train.steps=${4:-10000}" \
+      "${clip[@]}" "${ONE_CORE[@]}" "hydra.run.dir=$OUT/$dir/$2_g$3_s0" ;;
   accumulator)  # arnn's preset with Adagrad's sum of squares starting at 0.1 (TensorFlow's
     # default, torch's is 0) at the given lr, 3,000 steps, seed 0
     "$PY" train.py model=arnn dataset=mnist "data_dir=$MNIST" optimizer.initial_accumulator_value=0.1 \
@@ -84,7 +90,7 @@ case ${1:-} in
   collect)  # each folder of runs under $OUT that exists -> its table under $DOCS
     for pair in search/arnn_mnist_10k:search_arnn search/gated_arnn_mnist_10k:search_gated_arnn \
         table1:full lstm:lstm sigma_w:sigma_w eps01:eps01 eps01_clip1:eps01_clip1 clip:clip \
-        cosine:cosine accumulator:accumulator; do
+        pmnist:pmnist cosine:cosine accumulator:accumulator; do
       runs=$OUT/${pair%%:*}
       if [ -d "$runs" ]; then
         "$PY" scripts/collect_results.py "$runs" --out "$DOCS/${pair#*:}" > /dev/null
@@ -93,6 +99,6 @@ case ${1:-} in
       fi
     done
     echo "tables in $DOCS" ;;
-  *) echo "usage: bash docs/presets/table1.sh study MODEL | full MODEL [SEED] | clip MODEL | sigma_w 8|16 | eps01 MODEL GAMMA [STEPS [CLIP]] | accumulator LR | lstm|lstm_cifar new|old SEED | gates | collect" >&2
+  *) echo "usage: bash docs/presets/table1.sh study MODEL | full MODEL [SEED] | pmnist MODEL [SEED] | clip MODEL | sigma_w 8|16 | eps01 MODEL GAMMA [STEPS [CLIP [LR]]] | accumulator LR | lstm|lstm_cifar new|old SEED | gates | collect" >&2
      exit 2 ;;
 esac
