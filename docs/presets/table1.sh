@@ -3,12 +3,12 @@
 # 2 CPU cores, one job per core (train.threads=1), from the repository root:
 #
 #   bash docs/presets/table1.sh study arnn|gated_arnn   # TPE over Appendix C, pruned, 10,000 steps
-#   bash docs/presets/table1.sh full arnn|gated_arnn [SEED] # the chosen preset, 50,000 steps
+#   bash docs/presets/table1.sh full MODEL [SEED [DATASET]] # the preset, 50,000 steps (mnist|pmnist)
 #   bash docs/presets/table1.sh clip gated_arnn         # the preset, gradient clipped at 1, 50,000
 #   bash docs/presets/table1.sh cosine arnn [SEED]      # the preset, lr cosine-annealed, 50,000
 #   bash docs/presets/table1.sh sigma_w 8|16            # arnn's preset at another sigma_w, 50,000
 #   bash docs/presets/table1.sh eps01 MODEL GAMMA [STEPS [CLIP [LR]]] # eps 0.1, Adagrad 0.1, 10,000
-#   bash docs/presets/table1.sh pmnist MODEL [SEED]    # permuted MNIST at MNIST's preset, 50,000
+#   bash docs/presets/table1.sh variant MODEL OVERRIDE... # the preset with overrides, 50,000 steps
 #   bash docs/presets/table1.sh accumulator LR         # Adagrad's sum starting at 0.1, 3,000 steps
 #   bash docs/presets/table1.sh lstm new|old SEED       # the LSTM, 5,000 steps: RMSprop vs SGD
 #   bash docs/presets/table1.sh lstm_cifar new|old SEED # the same, 300 steps, CIFAR-10 JPEG copy
@@ -41,12 +41,17 @@ case ${1:-} in
       "data_dir=$MNIST" hydra.sweeper.pruner=successive_halving hydra.sweeper.min_steps=1000 \
       hydra.sweeper.eta=3 "hydra.sweeper.n_trials=${N:-24}" train.steps=10000 "${ONE_CORE[@]}" \
       "hydra.sweeper.enqueue=$enqueue" "hydra.sweep.dir=$OUT/search/$2_mnist_10k" ;;
-  full)  # the preset (conf/preset/<model>_mnist.yaml) at the paper's protocol, seed 0 unless given
-    "$PY" train.py "model=$2" dataset=mnist "data_dir=$MNIST" "seed=${3:-0}" "${ONE_CORE[@]}" \
-      "hydra.run.dir=$OUT/table1/$2_mnist_s${3:-0}" ;;
-  pmnist)  # permuted MNIST (it borrows MNIST's preset), the paper's protocol, seed 0 unless given
-    "$PY" train.py "model=$2" dataset=pmnist "data_dir=$MNIST" "seed=${3:-0}" "${ONE_CORE[@]}" \
-      "hydra.run.dir=$OUT/pmnist/$2_pmnist_s${3:-0}" ;;
+  full)  # the preset at the paper's protocol, seed 0 and pixel MNIST unless given (pmnist borrows
+    # MNIST's preset); every seed and task in one folder, so `collect` fills Table 1's columns
+    dataset=${4:-mnist}
+    "$PY" train.py "model=$2" "dataset=$dataset" "data_dir=$MNIST" "seed=${3:-0}" "${ONE_CORE[@]}" \
+      "hydra.run.dir=$OUT/table1/$2_${dataset}_s${3:-0}" ;;
+  variant)  # MODEL's pixel-MNIST preset with Hydra overrides (model.gamma=0.1 ...), the paper's
+    # protocol, seed 0, in a folder named after the overrides
+    model=$2; shift 2
+    name=$(IFS=,; echo "$*")
+    "$PY" train.py "model=$model" dataset=mnist "data_dir=$MNIST" "$@" "${ONE_CORE[@]}" \
+      "hydra.run.dir=$OUT/variant/${model}_${name}" ;;
   clip)  # the preset with train.grad_clip=1: the gated preset's run diverged at step 45,600
     "$PY" train.py "model=$2" dataset=mnist "data_dir=$MNIST" train.grad_clip=1 "${ONE_CORE[@]}" \
       "hydra.run.dir=$OUT/clip/$2_mnist_s0" ;;
@@ -90,7 +95,7 @@ case ${1:-} in
   collect)  # each folder of runs under $OUT that exists -> its table under $DOCS
     for pair in search/arnn_mnist_10k:search_arnn search/gated_arnn_mnist_10k:search_gated_arnn \
         table1:full lstm:lstm sigma_w:sigma_w eps01:eps01 eps01_clip1:eps01_clip1 clip:clip \
-        pmnist:pmnist cosine:cosine accumulator:accumulator; do
+        cosine:cosine accumulator:accumulator variant:variant; do
       runs=$OUT/${pair%%:*}
       if [ -d "$runs" ]; then
         "$PY" scripts/collect_results.py "$runs" --out "$DOCS/${pair#*:}" > /dev/null
@@ -99,6 +104,6 @@ case ${1:-} in
       fi
     done
     echo "tables in $DOCS" ;;
-  *) echo "usage: bash docs/presets/table1.sh study MODEL | full MODEL [SEED] | pmnist MODEL [SEED] | clip MODEL | sigma_w 8|16 | eps01 MODEL GAMMA [STEPS [CLIP [LR]]] | accumulator LR | lstm|lstm_cifar new|old SEED | gates | collect" >&2
+  *) echo "usage: bash docs/presets/table1.sh study MODEL | full MODEL [SEED [DATASET]] | variant MODEL OVERRIDE... | clip MODEL | sigma_w 8|16 | eps01 MODEL GAMMA [STEPS [CLIP [LR]]] | accumulator LR | lstm|lstm_cifar new|old SEED | gates | collect" >&2
      exit 2 ;;
 esac
