@@ -51,7 +51,7 @@ case ${1:-} in
     model=$2; shift 2
     name=$(IFS=,; echo "$*")
     "$PY" train.py "model=$model" dataset=mnist "data_dir=$MNIST" "$@" "${ONE_CORE[@]}" \
-      "hydra.run.dir=$OUT/variant/${model}_${name}" ;;
+      "hydra.run.dir='$OUT/variant/${model}_${name}'" ;;  # quoted: = and , in a value
   clip)  # the preset with train.grad_clip=1: the gated preset's run diverged at step 45,600
     "$PY" train.py "model=$2" dataset=mnist "data_dir=$MNIST" train.grad_clip=1 "${ONE_CORE[@]}" \
       "hydra.run.dir=$OUT/clip/$2_mnist_s0" ;;
