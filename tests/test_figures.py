@@ -1,5 +1,6 @@
 """Figure 1's systems behave as the paper says; gradient flow over time."""
 
+import re
 import subprocess
 import sys
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from arnn.dynamics import FIGURE1_INITIAL_STATES, figure1_systems, gradient_flow
+from arnn.dynamics import FIGURE1_INITIAL_STATES, figure1_systems, gradient_flow, saturation
 from arnn.models import build_cell
 from tests.fixtures import PAPER_POINT, ROOT, built, compose_cfg, run_cli, run_config
 
@@ -125,7 +126,9 @@ def test_gradient_flow_of_a_trained_run_and_of_a_damaged_one(tmp_path, capsys):
     run_cli("model.hidden_size=8", "train.steps=2", "device=cpu",
             f"hydra.run.dir={tmp_path / 'run'}")
     main(["--models", "", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "f.png")])
-    assert "gated_arnn (run): ||dL/dh_1||" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "gated_arnn (run): ||dL/dh_1||" in out
+    assert re.search(r"gated_arnn \(run\): \|a_t\| > 2 for [\d.]+% of the tanh's inputs", out)
     ckpt = tmp_path / "run" / CHECKPOINT
     ckpt.write_bytes(ckpt.read_bytes()[:-10])
     with pytest.raises(SystemExit) as info:
@@ -155,3 +158,27 @@ def test_the_gate_trace_is_eq_13s_gate_written_out():
             h = h + 0.3 * z * torch.tanh(h @ a.T + x[:, t] @ vh.T + bh)
     assert np.allclose(gate_trace(cell, x), np.stack(expected), rtol=0, atol=1e-12)
     assert gate_trace(build_cell("arnn", 2, 4), x.float()) is None
+
+
+@pytest.mark.parametrize("name", ["arnn", "gated_arnn", "ablation"])
+def test_saturation_counts_the_candidates_saturated_inputs_written_out(name):
+    """saturation against the candidate's pre-activation A h_{t-1} + V_h x_t + b_h computed by
+    hand along eq. 12 / eq. 13, step by step, in float64."""
+    torch.manual_seed(4)
+    cell = build_cell(name, 2, 4, eps=0.3, gamma=0.1, sigma_w=3.0, backend="reference").double()
+    with torch.no_grad():
+        cell.bias.uniform_(-1, 1)
+    x = torch.randn(5, 6, 2, dtype=torch.float64)
+    m, h, expected = cell.recurrent_matrix().detach(), torch.zeros(5, 4, dtype=torch.float64), []
+    vh, bh = cell.weight_ih[:4], cell.bias[:4]
+    with torch.no_grad():
+        for t in range(6):
+            a = h @ m.T + x[:, t] @ vh.T + bh
+            expected.append((a.abs() > 1.0).double().mean().item())
+            z = torch.sigmoid(h @ m.T + x[:, t] @ cell.weight_ih[4:].T + cell.bias[4:]) \
+                if cell.gated else 1.0
+            h = h + 0.3 * z * torch.tanh(a)
+    fraction = saturation(cell, x, level=1.0)
+    assert 0 < fraction.mean() < 1  # the check sees both sides of the level
+    assert np.allclose(fraction, expected, rtol=0, atol=1e-12)
+    assert saturation(build_cell("lstm", 2, 4), x.float()) is None

@@ -13,6 +13,7 @@
 #   bash docs/presets/table1.sh lstm new|old SEED       # the LSTM, 5,000 steps: RMSprop vs SGD
 #   bash docs/presets/table1.sh lstm_cifar new|old SEED # the same, 300 steps, CIFAR-10 JPEG copy
 #   bash docs/presets/table1.sh gates                   # the gated model's diagnosis (gates)
+#   bash docs/presets/table1.sh saturation [SEED]       # arnn's trained preset: saturated tanh
 #   bash docs/presets/table1.sh collect                 # the tables, under $OUT/docs
 #
 # Every command continues where it stopped when run again (runs resume from their checkpoints;
@@ -92,6 +93,14 @@ case ${1:-} in
     "$PY" scripts/gradient_flow.py --dataset mnist --data-dir "$MNIST" --models "" --batch 256 \
       --run "$OUT/search/gated_arnn_mnist_10k/$same" --run "$OUT/search/arnn_mnist_10k/$same" \
       --out "$DOCS/gated/gradient_flow.png" | tee "$DOCS/gated/gates.txt" ;;
+  saturation)  # arnn's trained preset (seed SEED, 0 unless given; 1 in docs/presets.md), its run on
+    # pMNIST and the clipped eps 0.1 run, against the preset at initialisation: how much of the
+    # tanh is saturated, the recurrent matrix's largest |mu|, gradient flow
+    mkdir -p "$DOCS/saturation"
+    "$PY" scripts/gradient_flow.py --dataset mnist --data-dir "$MNIST" --models arnn --batch 256 \
+      --run "$OUT/table1/arnn_mnist_s${2:-0}" --run "$OUT/table1/arnn_pmnist_s0" \
+      --run "$OUT/eps01_clip1/arnn_g0.1_s0" --out "$DOCS/saturation/gradient_flow.png" \
+      | tee "$DOCS/saturation/saturation.txt" ;;
   collect)  # each folder of runs under $OUT that exists -> its table under $DOCS
     for pair in search/arnn_mnist_10k:search_arnn search/gated_arnn_mnist_10k:search_gated_arnn \
         table1:full lstm:lstm sigma_w:sigma_w eps01:eps01 eps01_clip1:eps01_clip1 clip:clip \
@@ -104,6 +113,6 @@ case ${1:-} in
       fi
     done
     echo "tables in $DOCS" ;;
-  *) echo "usage: bash docs/presets/table1.sh study MODEL | full MODEL [SEED [DATASET]] | variant MODEL OVERRIDE... | clip MODEL | sigma_w 8|16 | eps01 MODEL GAMMA [STEPS [CLIP [LR]]] | accumulator LR | lstm|lstm_cifar new|old SEED | gates | collect" >&2
+  *) echo "usage: bash docs/presets/table1.sh study MODEL | full MODEL [SEED [DATASET]] | variant MODEL OVERRIDE... | clip MODEL | sigma_w 8|16 | eps01 MODEL GAMMA [STEPS [CLIP [LR]]] | accumulator LR | lstm|lstm_cifar new|old SEED | gates | saturation [SEED] | collect" >&2
      exit 2 ;;
 esac

@@ -121,18 +121,39 @@ def gradient_flow(model: SequenceClassifier, x: Tensor, y: Tensor) -> np.ndarray
     return torch.stack([g.norm(dim=1).mean() for g in grads]).detach().cpu().numpy()
 
 
+def _previous_states(cell: nn.Module, x: Tensor) -> list[Tensor]:
+    """h_0 .. h_{T-1}: the state each step starts from."""
+    return [x.new_zeros(x.shape[0], cell.hidden_size), *cell.step_states(x)[:-1]]
+
+
 @torch.no_grad()
 def gate_trace(cell: nn.Module, x: Tensor) -> np.ndarray | None:
     """For a gated cell (eq. 13), its input gates z_t = sigmoid(A h_{t-1} + V_z x_t + b_z) on
     the batch x, t = 1..T: (T, B * n) values; None for a cell without a gate."""
     if not getattr(cell, "gated", False):
         return None
-    n, matrix = cell.hidden_size, cell.recurrent_matrix()
-    states = [x.new_zeros(x.shape[0], n), *cell.step_states(x)[:-1]]  # h_0 .. h_{T-1}
+    n, matrix, states = cell.hidden_size, cell.recurrent_matrix(), _previous_states(cell, x)
     weight_z, bias_z = cell.weight_ih[n:], cell.bias[n:]
     gates = [torch.sigmoid(h @ matrix.T + x[:, t] @ weight_z.T + bias_z)
              for t, h in enumerate(states)]
     return torch.stack(gates).flatten(1).cpu().numpy()
+
+
+# |a| above which tanh'(a) = 1 - tanh(a)^2 < 0.071: a step's gradient through that unit nearly stops
+SATURATED = 2.0
+
+
+@torch.no_grad()
+def saturation(cell: nn.Module, x: Tensor, level: float = SATURATED) -> np.ndarray | None:
+    """For an antisymmetric-family cell (eq. 12, eq. 13, the ablation), the fraction of the
+    candidate's pre-activations a_t = A h_{t-1} + V_h x_t + b_h on the batch x with |a_t| > level,
+    t = 1..T: (T,) values; None for a cell without them (the LSTM)."""
+    if not hasattr(cell, "gated"):
+        return None
+    n, matrix, states = cell.hidden_size, cell.recurrent_matrix(), _previous_states(cell, x)
+    weight_h, bias_h = cell.weight_ih[:n], cell.bias[:n]
+    return np.array([((h @ matrix.T + x[:, t] @ weight_h.T + bias_h).abs() > level)
+                     .double().mean().item() for t, h in enumerate(states)])
 
 
 def plot_gradient_flow(curves: dict[str, np.ndarray], title: str):

@@ -1,5 +1,6 @@
 """Command line of scripts/gradient_flow.py: build models (fresh from the configs, or from a
-run directory's config and checkpoint), compute gradient flow on one batch, plot it."""
+run directory's config and checkpoint), compute gradient flow on one batch, plot it, and print
+what explains it: the input gates and how much of the tanh is saturated."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ from arnn.bounded import load_yaml
 from arnn.build import build
 from arnn.checkpoint import CHECKPOINT, check_compatible, load_checkpoint, max_checkpoint_bytes
 from arnn.data import SequenceTask
-from arnn.dynamics import gate_trace, gradient_flow, plot_eigenvalues, plot_gradient_flow
+from arnn.dynamics import (
+    SATURATED,
+    gate_trace,
+    gradient_flow,
+    plot_eigenvalues,
+    plot_gradient_flow,
+    saturation,
+)
 from arnn.errors import OneLineParser, UserError, exit_with, positive_int
 from arnn.schema import compose_config, register_configs
 from arnn.spec import RunSpec
@@ -21,11 +29,12 @@ from arnn.stability import eigenvalues
 
 def curves(configs: dict[str, tuple[DictConfig, Path | None]], batch: int,
            data_dir: str | None
-           ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
+           ) -> tuple[dict[str, np.ndarray], ...]:
     """Name -> mean ||dL/dh_t|| for each (config, optional run directory); name -> the
-    eigenvalues of the recurrent matrix, and name -> the input gates over t (arnn.dynamics
-    .gate_trace), for the models that have them."""
-    flows, spectra, gates = {}, {}, {}
+    eigenvalues of the recurrent matrix, name -> the input gates over t (arnn.dynamics
+    .gate_trace) and name -> the saturated fraction over t (arnn.dynamics.saturation), for the
+    models that have them."""
+    flows, spectra, gates, saturated = {}, {}, {}, {}
     tasks: dict[tuple[str, str, str], SequenceTask] = {}  # models on one dataset share it
     for name, (cfg, run_dir) in configs.items():
         if data_dir is not None:
@@ -46,7 +55,9 @@ def curves(configs: dict[str, tuple[DictConfig, Path | None]], batch: int,
             spectra[name] = mu.numpy()
         if (trace := gate_trace(model.cell, x)) is not None:
             gates[name] = trace
-    return flows, spectra, gates
+        if (fraction := saturation(model.cell, x)) is not None:
+            saturated[name] = fraction
+    return flows, spectra, gates, saturated
 
 
 def gate_lines(gates: dict[str, np.ndarray], eps: dict[str, float]) -> list[str]:
@@ -58,6 +69,23 @@ def gate_lines(gates: dict[str, np.ndarray], eps: dict[str, float]) -> list[str]
         at = ", ".join(f"t={t + 1}: {z[t].mean():.3f}" for t in (0, steps // 2, steps - 1))
         lines.append(f"{name:>28}: mean gate z {z.mean():.3f} (eps z = {eps[name] * z.mean():.3g}"
                      f"), z < 0.1: {(z < 0.1).mean():.1%}, z > 0.9: {(z > 0.9).mean():.1%}; {at}")
+    return lines
+
+
+def saturation_lines(saturated: dict[str, np.ndarray], spectra: dict[str, np.ndarray],
+                     eps: dict[str, float]) -> list[str]:
+    """Per model: how much of its tanh is saturated, over the sequence and at its start, middle
+    and end, beside the recurrent matrix's largest |mu| and the Euler step's eps |mu|."""
+    lines = []
+    for name, fraction in saturated.items():
+        steps = len(fraction)
+        at = ", ".join(f"t={t + 1}: {fraction[t]:.1%}" for t in (0, steps // 2, steps - 1))
+        line = (f"{name:>28}: |a_t| > {SATURATED:g} for {fraction.mean():.1%} of the tanh's "
+                f"inputs; {at}")
+        if name in spectra:
+            radius = float(np.abs(spectra[name]).max())
+            line += f"; max |mu| {radius:.3g} (eps |mu| = {eps[name] * radius:.3g})"
+        lines.append(line)
     return lines
 
 
@@ -86,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
             cfg = OmegaConf.create(load_yaml(run_dir / ".hydra" / "config.yaml", 1 << 20,
                                              UserError))
             configs[f"{cfg.model.name} ({run_dir.name})"] = (cfg, run_dir)
-        results, spectra, gates = curves(configs, args.batch, args.data_dir)
+        results, spectra, gates, saturated = curves(configs, args.batch, args.data_dir)
     except UserError as e:
         exit_with(e)
     fig = plot_gradient_flow(results, f"gradient flow on {args.dataset}")
@@ -96,8 +124,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name:>28}: ||dL/dh_1|| = {norms[0]:.3e}, ||dL/dh_T|| = {norms[-1]:.3e}, "
               f"ratio {norms[0] / max(norms[-1], 1e-45):.3g}")
     print(f"wrote {args.out}")
-    print("\n".join(gate_lines(gates, {name: cfg.model.eps for name, (cfg, _) in configs.items()
-                                        if cfg.model.eps is not None})))
+    eps = {name: cfg.model.eps for name, (cfg, _) in configs.items() if cfg.model.eps is not None}
+    print("\n".join(gate_lines(gates, eps) + saturation_lines(saturated, spectra, eps)))
     if args.eigenvalues is not None:
         gammas = {cfg.model.gamma for cfg, _ in configs.values() if cfg.model.gamma is not None}
         fig = plot_eigenvalues(spectra, "eigenvalues of the recurrent matrix",
