@@ -136,6 +136,30 @@ def test_gradient_flow_of_a_trained_run_and_of_a_damaged_one(tmp_path, capsys):
     assert info.value.code == 2 and "corrupt or truncated" in capsys.readouterr().err
 
 
+def test_the_script_runs_each_recurrence_once_and_measures_as_each_function_alone(monkeypatch):
+    """scripts/gradient_flow.py's measures share one pass of each model's recurrence and give
+    what gradient_flow, gate_trace and saturation give when each runs the recurrence itself."""
+    from arnn import models
+    from arnn.dynamics import gate_trace
+    from arnn.gradient_flow_cli import curves
+
+    overrides = ("dataset=digits", "data_dir=unused", "device=cpu", "model.hidden_size=8")
+    configs = {name: (compose_cfg(f"model={name}", *overrides), None)
+               for name in ("gated_arnn", "lstm")}
+    passes = []
+    for cls in (models._AntisymmetricFamily, models.LSTMCell):
+        monkeypatch.setattr(cls, "step_states",
+                            lambda self, x, run=cls.step_states: passes.append(x) or run(self, x))
+    flows, _, gates, saturated = curves(configs, 4, None)
+    assert len(passes) == 2 and set(gates) == set(saturated) == {"gated_arnn"}
+    monkeypatch.undo()
+    _, parts = built("model=gated_arnn", *overrides)
+    x, y = next(parts.task.eval_batches(4))
+    np.testing.assert_allclose(flows["gated_arnn"], gradient_flow(parts.model, x, y), rtol=1e-5)
+    np.testing.assert_array_equal(gates["gated_arnn"], gate_trace(parts.model.cell, x))
+    np.testing.assert_array_equal(saturated["gated_arnn"], saturation(parts.model.cell, x))
+
+
 def test_the_gate_trace_is_eq_13s_gate_written_out():
     """gate_trace against the gate computed by hand, step by step, in float64."""
     import torch

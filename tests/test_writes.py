@@ -569,3 +569,17 @@ def test_a_refused_run_leaves_no_directory(tmp_path, refusal, args):
     empty folders: test_data)."""
     assert refusal in one_line_error(run_cli(*args, cwd=tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_path_is_shown_relative_inside_the_working_directory_and_whole_without_one(
+        tmp_path, monkeypatch):
+    """`shown` prints paths in the closing lines of a run; a run whose working directory was
+    removed meanwhile (a git worktree taken away under a long job) still ends with its path."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert storage.shown(tmp_path / "run" / "results.json") == os.path.join("run", "results.json")
+    assert storage.shown("/elsewhere/run") == "/elsewhere/run"
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    assert storage.shown(tmp_path / "run") == str(tmp_path / "run")

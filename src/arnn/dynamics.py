@@ -112,30 +112,35 @@ def plot_figure1(out: Path) -> list[Path]:
     return [out, pdf]
 
 
-def gradient_flow(model: SequenceClassifier, x: Tensor, y: Tensor) -> np.ndarray:
+def gradient_flow(model: SequenceClassifier, x: Tensor, y: Tensor,
+                  states: list[Tensor] | None = None) -> np.ndarray:
     """Mean over the batch of ||dL/dh_t||, t = 1..T, for the cross-entropy of each example
-    (summed, so one example's gradient does not depend on the batch size)."""
-    states = model.cell.step_states(x)
+    (summed, so one example's gradient does not depend on the batch size). `states`: the cell's
+    `step_states(x)`, where the caller has run it already (with gradients)."""
+    states = model.cell.step_states(x) if states is None else states
     loss = F.cross_entropy(model.head(states[-1]), y, reduction="sum")
     grads = torch.autograd.grad(loss, states)
     return torch.stack([g.norm(dim=1).mean() for g in grads]).detach().cpu().numpy()
 
 
-def _previous_states(cell: nn.Module, x: Tensor) -> list[Tensor]:
-    """h_0 .. h_{T-1}: the state each step starts from."""
-    return [x.new_zeros(x.shape[0], cell.hidden_size), *cell.step_states(x)[:-1]]
+def starting_states(states: list[Tensor]) -> list[Tensor]:
+    """h_0 .. h_{T-1}, the state each step starts from, out of `step_states`' h_1 .. h_T."""
+    return [torch.zeros_like(states[0]), *(h.detach() for h in states[:-1])]
 
 
 @torch.no_grad()
-def gate_trace(cell: nn.Module, x: Tensor) -> np.ndarray | None:
+def gate_trace(cell: nn.Module, x: Tensor, starts: list[Tensor] | None = None
+               ) -> np.ndarray | None:
     """For a gated cell (eq. 13), its input gates z_t = sigmoid(A h_{t-1} + V_z x_t + b_z) on
-    the batch x, t = 1..T: (T, B * n) values; None for a cell without a gate."""
+    the batch x, t = 1..T: (T, B * n) values; None for a cell without a gate. `starts`: the
+    `starting_states` where the caller has them (the recurrence is then not run again)."""
     if not getattr(cell, "gated", False):
         return None
-    n, matrix, states = cell.hidden_size, cell.recurrent_matrix(), _previous_states(cell, x)
+    starts = starting_states(cell.step_states(x)) if starts is None else starts
+    n, matrix = cell.hidden_size, cell.recurrent_matrix()
     weight_z, bias_z = cell.weight_ih[n:], cell.bias[n:]
     gates = [torch.sigmoid(h @ matrix.T + x[:, t] @ weight_z.T + bias_z)
-             for t, h in enumerate(states)]
+             for t, h in enumerate(starts)]
     return torch.stack(gates).flatten(1).cpu().numpy()
 
 
@@ -144,16 +149,18 @@ SATURATED = 2.0
 
 
 @torch.no_grad()
-def saturation(cell: nn.Module, x: Tensor, level: float = SATURATED) -> np.ndarray | None:
+def saturation(cell: nn.Module, x: Tensor, level: float = SATURATED,
+               starts: list[Tensor] | None = None) -> np.ndarray | None:
     """For an antisymmetric-family cell (eq. 12, eq. 13, the ablation), the fraction of the
     candidate's pre-activations a_t = A h_{t-1} + V_h x_t + b_h on the batch x with |a_t| > level,
-    t = 1..T: (T,) values; None for a cell without them (the LSTM)."""
+    t = 1..T: (T,) values; None for a cell without them (the LSTM). `starts` as for gate_trace."""
     if not hasattr(cell, "gated"):
         return None
-    n, matrix, states = cell.hidden_size, cell.recurrent_matrix(), _previous_states(cell, x)
+    starts = starting_states(cell.step_states(x)) if starts is None else starts
+    n, matrix = cell.hidden_size, cell.recurrent_matrix()
     weight_h, bias_h = cell.weight_ih[:n], cell.bias[:n]
     return np.array([((h @ matrix.T + x[:, t] @ weight_h.T + bias_h).abs() > level)
-                     .double().mean().item() for t, h in enumerate(states)])
+                     .double().mean().item() for t, h in enumerate(starts)])
 
 
 def plot_gradient_flow(curves: dict[str, np.ndarray], title: str):

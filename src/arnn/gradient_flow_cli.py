@@ -20,6 +20,7 @@ from arnn.dynamics import (
     plot_eigenvalues,
     plot_gradient_flow,
     saturation,
+    starting_states,
 )
 from arnn.errors import OneLineParser, UserError, exit_with, positive_int
 from arnn.schema import compose_config, register_configs
@@ -49,27 +50,31 @@ def curves(configs: dict[str, tuple[DictConfig, Path | None]], batch: int,
             check_compatible(path, weights, model)
             model.load_state_dict(weights)
         x, y = next(task.eval_batches(batch))
-        flows[name] = gradient_flow(model, x, y)
+        states = model.cell.step_states(x)  # one pass of the recurrence serves every measure
+        flows[name] = gradient_flow(model, x, y, states)
         matrix = model.cell.recurrent_matrix()
         if matrix is not None and (mu := eigenvalues(matrix)) is not None:
             spectra[name] = mu.numpy()
-        if (trace := gate_trace(model.cell, x)) is not None:
+        starts = starting_states(states)
+        if (trace := gate_trace(model.cell, x, starts)) is not None:
             gates[name] = trace
-        if (fraction := saturation(model.cell, x)) is not None:
+        if (fraction := saturation(model.cell, x, starts=starts)) is not None:
             saturated[name] = fraction
     return flows, spectra, gates, saturated
+
+
+def _start_middle_end(values: np.ndarray, number: str) -> str:
+    """A per-step measure's batch mean at t = 1, T/2 + 1 and T, each in `number`'s format."""
+    steps = len(values)
+    return ", ".join(f"t={t + 1}: {values[t].mean():{number}}" for t in (0, steps // 2, steps - 1))
 
 
 def gate_lines(gates: dict[str, np.ndarray], eps: dict[str, float]) -> list[str]:
     """Per gated model: its mean gate, the step it makes (eps z), how many gates are shut or
     open, and the mean gate at the start, the middle and the end of the sequence."""
-    lines = []
-    for name, z in gates.items():
-        steps = len(z)
-        at = ", ".join(f"t={t + 1}: {z[t].mean():.3f}" for t in (0, steps // 2, steps - 1))
-        lines.append(f"{name:>28}: mean gate z {z.mean():.3f} (eps z = {eps[name] * z.mean():.3g}"
-                     f"), z < 0.1: {(z < 0.1).mean():.1%}, z > 0.9: {(z > 0.9).mean():.1%}; {at}")
-    return lines
+    return [f"{name:>28}: mean gate z {z.mean():.3f} (eps z = {eps[name] * z.mean():.3g}), "
+            f"z < 0.1: {(z < 0.1).mean():.1%}, z > 0.9: {(z > 0.9).mean():.1%}; "
+            f"{_start_middle_end(z, '.3f')}" for name, z in gates.items()]
 
 
 def saturation_lines(saturated: dict[str, np.ndarray], spectra: dict[str, np.ndarray],
@@ -78,10 +83,8 @@ def saturation_lines(saturated: dict[str, np.ndarray], spectra: dict[str, np.nda
     and end, beside the recurrent matrix's largest |mu| and the Euler step's eps |mu|."""
     lines = []
     for name, fraction in saturated.items():
-        steps = len(fraction)
-        at = ", ".join(f"t={t + 1}: {fraction[t]:.1%}" for t in (0, steps // 2, steps - 1))
         line = (f"{name:>28}: |a_t| > {SATURATED:g} for {fraction.mean():.1%} of the tanh's "
-                f"inputs; {at}")
+                f"inputs; {_start_middle_end(fraction, '.1%')}")
         if name in spectra:
             radius = float(np.abs(spectra[name]).max())
             line += f"; max |mu| {radius:.3g} (eps |mu| = {eps[name] * radius:.3g})"

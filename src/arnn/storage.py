@@ -223,5 +223,8 @@ def remove_stale_temporaries(run_dir: Path) -> list[Path]:
 
 def shown(path: Path | str) -> str:
     """A path as a person would type it: relative to the working directory when inside it."""
-    relative = os.path.relpath(path)
+    try:
+        relative = os.path.relpath(path)
+    except (OSError, ValueError):  # the working directory was removed; another drive (Windows)
+        return str(path)
     return str(path) if relative.startswith("..") else relative
