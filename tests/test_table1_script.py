@@ -57,3 +57,16 @@ def test_an_unknown_subcommand_prints_the_usage(tmp_path):
     assert proc.returncode == 2 and proc.stdout == ""
     assert "usage: bash docs/presets/table1.sh" in proc.stderr
     assert "full MODEL [SEED [DATASET]]" in proc.stderr
+
+
+def test_saturation_measures_the_folders_full_and_variant_write(tmp_path):
+    """Its trained runs are those `full arnn 1` made with the 2026-12-04 preset and `variant arnn
+    optimizer.lr=0.3 model.sigma_w=1` (today's preset); its model at initialisation keeps the
+    2026-12-04 preset's sigma_w 4, as docs/presets.md's saturation table says."""
+    args = _train_args(tmp_path, "saturation", "1")
+    runs = [args[i + 1] for i, arg in enumerate(args) if arg == "--run"]
+    assert runs[0] == f"{tmp_path}/out/table1/arnn_mnist_s1"
+    assert runs[-1] == f"{tmp_path}/out/variant/arnn_optimizer.lr=0.3,model.sigma_w=1"
+    assert args[args.index("--set") + 1] == "model.sigma_w=4"
+    assert (tmp_path / "out" / "docs" / "saturation" / "saturation.txt").read_text() \
+        == json.dumps(args) + "\n"

@@ -93,14 +93,16 @@ case ${1:-} in
     "$PY" scripts/gradient_flow.py --dataset mnist --data-dir "$MNIST" --models "" --batch 256 \
       --run "$OUT/search/gated_arnn_mnist_10k/$same" --run "$OUT/search/arnn_mnist_10k/$same" \
       --out "$DOCS/gated/gradient_flow.png" | tee "$DOCS/gated/gates.txt" ;;
-  saturation)  # arnn's trained preset (seed SEED, 0 unless given; 1 in docs/presets.md), its run on
-    # pMNIST and the clipped eps 0.1 run, against the preset at initialisation: how much of the
-    # tanh is saturated, the recurrent matrix's largest |mu|, gradient flow
+  saturation)  # arnn's preset of 2026-12-04 (Adagrad 0.4, sigma_w 4) trained (seed SEED, 0
+    # unless given; 1 in docs/presets.md), its run on pMNIST, the clipped eps 0.1 run and today's
+    # preset trained (Adagrad 0.3, sigma_w 1, seed 0), against the first at initialisation: how
+    # much of the tanh is saturated, the recurrent matrix's largest |mu|, gradient flow
     mkdir -p "$DOCS/saturation"
-    "$PY" scripts/gradient_flow.py --dataset mnist --data-dir "$MNIST" --models arnn --batch 256 \
-      --run "$OUT/table1/arnn_mnist_s${2:-0}" --run "$OUT/table1/arnn_pmnist_s0" \
-      --run "$OUT/eps01_clip1/arnn_g0.1_s0" --out "$DOCS/saturation/gradient_flow.png" \
-      | tee "$DOCS/saturation/saturation.txt" ;;
+    "$PY" scripts/gradient_flow.py --dataset mnist --data-dir "$MNIST" --models arnn \
+      --set model.sigma_w=4 --batch 256 --run "$OUT/table1/arnn_mnist_s${2:-0}" \
+      --run "$OUT/table1/arnn_pmnist_s0" --run "$OUT/eps01_clip1/arnn_g0.1_s0" \
+      --run "$OUT/variant/arnn_optimizer.lr=0.3,model.sigma_w=1" \
+      --out "$DOCS/saturation/gradient_flow.png" | tee "$DOCS/saturation/saturation.txt" ;;
   collect)  # each folder of runs under $OUT that exists -> its table under $DOCS
     for pair in search/arnn_mnist_10k:search_arnn search/gated_arnn_mnist_10k:search_gated_arnn \
         table1:full lstm:lstm sigma_w:sigma_w eps01:eps01 eps01_clip1:eps01_clip1 clip:clip \
