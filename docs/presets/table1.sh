@@ -43,7 +43,9 @@ case ${1:-} in
       hydra.sweeper.eta=3 "hydra.sweeper.n_trials=${N:-24}" train.steps=10000 "${ONE_CORE[@]}" \
       "hydra.sweeper.enqueue=$enqueue" "hydra.sweep.dir=$OUT/search/$2_mnist_10k" ;;
   full)  # the preset at the paper's protocol, seed 0 and pixel MNIST unless given (pmnist borrows
-    # MNIST's preset); every seed and task in one folder, so `collect` fills Table 1's columns
+    # MNIST's preset); every seed and task in one folder, so `collect` fills Table 1's columns.
+    # A folder left by an earlier preset refuses the new one (another configuration, left
+    # untouched): move it aside first
     dataset=${4:-mnist}
     "$PY" train.py "model=$2" "dataset=$dataset" "data_dir=$MNIST" "seed=${3:-0}" "${ONE_CORE[@]}" \
       "hydra.run.dir=$OUT/table1/$2_${dataset}_s${3:-0}" ;;
