@@ -5,7 +5,8 @@ traced to what produced it and a resume on other terms says so.
 Threads change the numbers: torch's reductions (matrix products, sums) split their work by
 thread, and the order of floating-point sums changes the last bits, which a long run amplifies
 (the default digits run ends at test accuracy 0.8689 with one thread, 0.9067 with two). A run is
-bit-identical to another only with the same thread count, backend and torch.
+bit-identical to another only with the same thread count, backend, torch and kind of CPU (an
+Intel Xeon and an AMD EPYC round differently).
 
 Memory: a training step allocates the same large buffers every step (the states and activations
 of backpropagation through time, hundreds of MB at T = 784); glibc returns such blocks to the
@@ -105,4 +106,4 @@ def changed_terms(saved: dict[str, object] | None, current: dict[str, object]) -
     if not saved:
         return []
     return [f"{key} {saved.get(key)!r} there, {current[key]!r} now"
-            for key in ("threads", "backend", "torch") if saved.get(key) != current[key]]
+            for key in ("threads", "backend", "torch", "cpu") if saved.get(key) != current[key]]
