@@ -490,11 +490,16 @@ def test_a_resume_on_other_terms_says_so_and_records_both(tmp_path, caplog):
     assert len(warnings) == 1 and "threads 1 there, 2 now" in warnings[0]
     result = RunResult.read(tmp_path)
     assert [h["threads"] for h in result.hosts] == [1, 2] and result.host["threads"] == 2
-    # another kind of CPU rounds differently too (test_a_run_directory_of_the_previous_layout...)
-    elsewhere = {**host.describe("cpu"), "cpu": "Another CPU (AVX2)"}
-    assert host.changed_terms(elsewhere, host.describe("cpu")) == [
-        f"cpu 'Another CPU (AVX2)' there, {host.describe('cpu')['cpu']!r} now"]
-    assert host.changed_terms(host.describe("cpu"), host.describe("cpu")) == []
+    # another kind of CPU or BLAS rounds differently too (see the previous-layout test)
+    here = host.describe("cpu")
+    elsewhere = {**here, "cpu": "Another CPU (AVX2)", "blas": "openblas"}
+    assert host.changed_terms(elsewhere, here) == [
+        f"blas 'openblas' there, {here['blas']!r} now",
+        f"cpu 'Another CPU (AVX2)' there, {here['cpu']!r} now"]
+    assert host.changed_terms(here, here) == []
+    # a checkpoint written before a term was recorded compares only the terms it has
+    assert host.changed_terms({"threads": 1, "backend": "cpu"}, here) == [
+        f"threads 1 there, {here['threads']} now"] * (here["threads"] != 1)
 
 
 @pytest.mark.slow

@@ -5,8 +5,8 @@ traced to what produced it and a resume on other terms says so.
 Threads change the numbers: torch's reductions (matrix products, sums) split their work by
 thread, and the order of floating-point sums changes the last bits, which a long run amplifies
 (the default digits run ends at test accuracy 0.8689 with one thread, 0.9067 with two). A run is
-bit-identical to another only with the same thread count, backend, torch and kind of CPU (an
-Intel Xeon and an AMD EPYC round differently).
+bit-identical to another only with the same thread count, backend, torch, BLAS and kind of CPU
+(an Intel Xeon and an AMD EPYC round differently).
 
 Memory: a training step allocates the same large buffers every step (the states and activations
 of backpropagation through time, hundreds of MB at T = 784); glibc returns such blocks to the
@@ -102,8 +102,9 @@ def with_current(hosts: list[dict[str, object]], current: dict[str, object]
 def changed_terms(saved: dict[str, object] | None, current: dict[str, object]) -> list[str]:
     """`threads 2 there, 1 now` for each setting of the computation that differs (what a
     resume under other terms changes: its result is not bit-identical to an uninterrupted
-    run's). A checkpoint written before hosts were recorded has none to compare."""
+    run's). Every term of HOST_KEYS changes the last bits of sums; a term the checkpoint did
+    not record (written before it was) has nothing to compare."""
     if not saved:
         return []
-    return [f"{key} {saved.get(key)!r} there, {current[key]!r} now"
-            for key in ("threads", "backend", "torch", "cpu") if saved.get(key) != current[key]]
+    return [f"{key} {saved[key]!r} there, {current[key]!r} now"
+            for key in HOST_KEYS if key in saved and saved[key] != current[key]]
