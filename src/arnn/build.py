@@ -6,6 +6,7 @@ build through it), in one order: seeds first, so that the same config gives the 
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +15,12 @@ import numpy as np
 import torch
 
 from arnn.data import EpochSampler, SequenceTask, build_task
-from arnn.host import keep_freed_memory, set_threads
+from arnn.host import keep_freed_memory, set_flush_denormal, set_threads
 from arnn.models import CELLS, SequenceClassifier, build_cell
 from arnn.optimizers import build_optimizer
 from arnn.spec import RunSpec
 
+log = logging.getLogger("arnn")
 
 @dataclass
 class RunParts:
@@ -52,6 +54,11 @@ def build(spec: RunSpec, task: SequenceTask | None = None) -> RunParts:
     cfg = spec.cfg
     keep_freed_memory()
     set_threads(cfg.train.threads)
+    flush = cfg.train.flush_denormal
+    if (held := set_flush_denormal(flush)) != ("flushed" if flush else "kept"):
+        log.warning(f"train.flush_denormal={str(flush).lower()}, but subnormal floats are "
+                    f"{held} in this process: threads started before it was set (by an earlier "
+                    "job in the same process) keep theirs, and some processors cannot flush")
     device = torch.device(spec.device)
     seed_everything(cfg.seed)
     if task is None:

@@ -1,12 +1,19 @@
-"""The machine a run computes on: its thread count (train.threads), how it keeps freed memory, and
-the description recorded with every result (threads, torch, BLAS, CPU), so that a number can be
-traced to what produced it and a resume on other terms says so.
+"""The machine a run computes on: its thread count (train.threads), whether subnormal floats are
+flushed to zero (train.flush_denormal), how it keeps freed memory, and the description recorded
+with every result (threads, denormals, torch, BLAS, CPU), so that a number can be traced to what
+produced it and a resume on other terms says so.
 
 Threads change the numbers: torch's reductions (matrix products, sums) split their work by
 thread, and the order of floating-point sums changes the last bits, which a long run amplifies
 (the default digits run ends at test accuracy 0.8689 with one thread, 0.9067 with two). A run is
 bit-identical to another only with the same thread count, backend, torch, BLAS and kind of CPU
 (an Intel Xeon and an AMD EPYC round differently).
+
+Denormals: a run that has blown up but stays under train.max_loss fills its states and gradients
+with subnormal floats (below 1.2e-38 in float32), which x86 processors compute 40-50 times slower
+than normal ones (docs/running.md, "Long runs"): flushed to zero, such a run goes on at its usual
+speed. A healthy run meets none: its numbers are the same bit for bit either way (measured:
+docs/running.md, "Long runs").
 
 Memory: a training step allocates the same large buffers every step (the states and activations
 of backpropagation through time, hundreds of MB at T = 784); glibc returns such blocks to the
@@ -47,6 +54,30 @@ def set_threads(threads: int | None) -> int:
     return torch.get_num_threads()
 
 
+def set_flush_denormal(flush: bool) -> str:
+    """CPU arithmetic on subnormal floats: computed as zero (`flush`) or kept (IEEE); returns
+    what holds now (`denormals`). The flag is the calling thread's, inherited by the threads it
+    starts later: set before torch's first parallel work (as a run's `build` does), it holds on
+    all of them; a processor that cannot flush keeps them."""
+    torch.set_flush_denormal(flush)
+    return denormals()
+
+
+def denormals() -> str:
+    """"flushed", "kept" or "partly" (some threads flush, others keep): read from the arithmetic
+    itself (torch has no getter), so the record says what computed the run. The flag is per
+    thread; a thread started before it was set keeps its own, hence the probes large enough to
+    be split among torch's threads, elementwise and in a matrix product (BLAS's threads)."""
+    threads = torch.get_num_threads()
+    tiny = torch.full((_GRAIN * 4 * threads,), 1e-30) * 1e-10  # 1e-40: subnormal in float32
+    small = torch.full((256, 256), 1e-21)
+    flushed = torch.cat([tiny, (small @ small).flatten()]) == 0  # each entry 2.6e-40 kept
+    return "flushed" if flushed.all() else "kept" if not flushed.any() else "partly"
+
+
+_GRAIN = 32768  # torch's grain size: fewer elements are computed by one thread
+
+
 @functools.lru_cache(maxsize=1)
 def cpu_info() -> dict[str, str]:
     """The CPU's name and instruction-set flags, from /proc/cpuinfo (the machine's type and no
@@ -77,11 +108,13 @@ def _static() -> dict[str, str]:
 
 
 def describe(backend: str | None) -> dict[str, object]:
-    """What computed a run: threads, backend, torch, BLAS, CPU (results.json's `host`)."""
-    return {"threads": torch.get_num_threads(), "backend": backend, **_static()}
+    """What computed a run: threads, backend, denormals, torch, BLAS, CPU (results.json's
+    `host`)."""
+    return {"threads": torch.get_num_threads(), "backend": backend, "denormals": denormals(),
+            **_static()}
 
 
-HOST_KEYS = ("threads", "backend", "torch", "blas", "cpu")
+HOST_KEYS = ("threads", "backend", "denormals", "torch", "blas", "cpu")
 MAX_HOST_TEXT = 200  # characters of one value: a CPU's name is about 50
 
 
@@ -102,8 +135,9 @@ def with_current(hosts: list[dict[str, object]], current: dict[str, object]
 def changed_terms(saved: dict[str, object] | None, current: dict[str, object]) -> list[str]:
     """`threads 2 there, 1 now` for each setting of the computation that differs (what a
     resume under other terms changes: its result is not bit-identical to an uninterrupted
-    run's). Every term of HOST_KEYS changes the last bits of sums; a term the checkpoint did
-    not record (written before it was) has nothing to compare."""
+    run's). Every term of HOST_KEYS may change the last bits (denormals only where the run meets
+    a subnormal); a term the checkpoint did not record (written before it was) has nothing to
+    compare."""
     if not saved:
         return []
     return [f"{key} {saved[key]!r} there, {current[key]!r} now"

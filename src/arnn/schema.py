@@ -101,6 +101,7 @@ class TrainConfig:
     max_loss: float | None = MISSING  # a logged window's mean loss above it: diverged
     gradient_flow: bool = MISSING  # at each evaluation, draw ||dL/dh_t|| over t to TensorBoard
     threads: int | None = MISSING  # CPU threads (torch's and the cpu backend's); None: torch's
+    flush_denormal: bool = MISSING  # CPU: subnormal floats computed as zero (arnn.host)
 
 
 @dataclass
