@@ -22,6 +22,7 @@ from arnn.spec import RunSpec
 
 log = logging.getLogger("arnn")
 
+
 @dataclass
 class RunParts:
     device: torch.device

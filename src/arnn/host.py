@@ -63,6 +63,9 @@ def set_flush_denormal(flush: bool) -> str:
     return denormals()
 
 
+_GRAIN = 32768  # torch's grain size: fewer elements are computed by one thread
+
+
 def denormals() -> str:
     """"flushed", "kept" or "partly" (some threads flush, others keep): read from the arithmetic
     itself (torch has no getter), so the record says what computed the run. The flag is per
@@ -73,9 +76,6 @@ def denormals() -> str:
     small = torch.full((256, 256), 1e-21)
     flushed = torch.cat([tiny, (small @ small).flatten()]) == 0  # each entry 2.6e-40 kept
     return "flushed" if flushed.all() else "kept" if not flushed.any() else "partly"
-
-
-_GRAIN = 32768  # torch's grain size: fewer elements are computed by one thread
 
 
 @functools.lru_cache(maxsize=1)
