@@ -3,6 +3,7 @@
 # (and for the `slurm` tests):
 #
 #   bash scripts/slurm_local.sh up       # install (Debian's slurm-wlm, munge) if missing, start
+#                                        # (jobs left by a cluster not brought down: cancelled)
 #   bash scripts/slurm_local.sh status   # daemons and sinfo
 #   bash scripts/slurm_local.sh down     # cancel running jobs, wait for them, stop every daemon
 #
@@ -23,10 +24,10 @@ need_root() {
     [ "$(id -u)" -eq 0 ] || die "must run as root (it installs packages, writes $CONF and starts daemons)"
 }
 
-alive() {  # alive NAME: the daemon this script started is running
-    local pid
+alive() {  # alive NAME: the daemon this script started is running (a pid file left by a
+    local pid  # machine that restarted may name another program now: the name must match)
     pid=$(cat "$STATE/$1.pid" 2>/dev/null) || return 1
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+    [ -n "$pid" ] && [ "$(ps -o comm= -p "$pid" 2>/dev/null)" = "$1" ]
 }
 
 install() {
@@ -105,7 +106,29 @@ wait_for() {  # wait_for SECONDS COMMAND...: until the command succeeds
     done
 }
 
-node_idle() { sinfo -h -n "$NODE" -o %t | grep -qx idle; }
+# Not `sinfo -n NODE`: slurmctld answers that from a cache that can keep a released node "mix"
+# for minutes (22.05, seen after cancelling a job whose processes were gone); the full list is
+# current.
+node_idle() { sinfo -h -N -o '%N %t' | grep -qx "$NODE idle"; }
+
+no_jobs() { [ -z "$(squeue -h -o %A 2>/dev/null)" ]; }
+
+# Jobs the controller recovers from its saved state when the cluster was not brought `down`
+# (the machine restarted, the daemons were killed): no process of theirs is left, yet they hold
+# the node allocated for good. They are cancelled, as `down` would have done.
+cancel_leftovers() {
+    local jobs
+    jobs=$(squeue -h -o %A 2>/dev/null) || return 0
+    [ -n "$jobs" ] || return 0
+    if ps -C slurmstepd -o stat= | grep -qv '^Z'; then  # a zombie step runs nothing
+        echo "slurm_local: job(s) $(echo $jobs) recovered and some job steps still run: kept" >&2
+        return 0
+    fi
+    echo "slurm_local: cancelling job(s) $(echo $jobs) left by a cluster that was not brought down"
+    # shellcheck disable=SC2086
+    scancel $jobs 2>/dev/null || true
+    wait_for 60 no_jobs || echo "slurm_local: jobs still listed after 60 s: $(squeue -h)" >&2
+}
 
 up() {
     need_root
@@ -119,18 +142,19 @@ up() {
             die "port $port is taken by another program (ss -ltnp | grep $port); stop it first"
         fi
     done
+    local was_down=1
+    if alive slurmctld || alive slurmd; then was_down=0; fi
     write_conf
     start_munge
     alive slurmctld || /usr/sbin/slurmctld -i || die "slurmctld did not start: see $STATE/slurmctld.log"
     alive slurmd || /usr/sbin/slurmd || die "slurmd did not start: see $STATE/slurmd.log"
     wait_for 30 sinfo || die "slurmctld does not answer: see $STATE/slurmctld.log"
+    [ $was_down -eq 0 ] || cancel_leftovers
     scontrol update NodeName="$NODE" State=RESUME >/dev/null 2>&1 || true
     wait_for 60 node_idle || die "node $NODE is not idle: $(sinfo -h -o '%t %E'); see $STATE/slurmd.log"
     echo "slurm_local: up"
     sinfo
 }
-
-no_jobs() { [ -z "$(squeue -h -o %A 2>/dev/null)" ]; }
 
 cancel_jobs() {  # cancel every job and wait for its steps (slurmstepd, srun, the job) to end
     local jobs

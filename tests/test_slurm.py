@@ -2,12 +2,14 @@
 preemption that loses no work. Without a cluster these tests are skipped with the reason;
 with ARNN_REQUIRE_SLURM=1 (as .ci/run sets after bringing the cluster up) they fail instead."""
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -109,10 +111,9 @@ def test_preempted_job_checkpoints_at_the_signal_and_resumes_bit_identical(tmp_p
     assert all(torch.equal(a[k], b["model"][k]) for k in a)
 
 
-def test_down_cancels_running_jobs_and_waits_for_them(tmp_path):
-    """`slurm_local.sh down` while a job runs: the job and its slurmstepd end with the cluster
-    (they used to outlive the daemons). The cluster is brought up again for what follows."""
-    marker = f"arnn-down-test-{os.getpid()}"
+def _start_sleeper(tmp_path) -> tuple[str, Callable[[], list[str]]]:
+    """Submit a job that sleeps; wait until it runs. Returns its id and a probe listing its pids."""
+    marker = f"arnn-slurm-test-{os.getpid()}"
     sleeper = f"python3 -c 'import time; time.sleep(600)' {marker}"  # the marker: its argv
     submit = subprocess.run(["sbatch", "--wrap", sleeper, "-o", str(tmp_path / "out")],
                             capture_output=True, text=True, check=True, cwd=tmp_path)
@@ -123,11 +124,47 @@ def test_down_cancels_running_jobs_and_waits_for_them(tmp_path):
                               text=True).stdout.split()
 
     _wait(running, 60, f"job {job_id} to start")
-    script = str(ROOT / "scripts" / "slurm_local.sh")
+    return job_id, running
+
+
+def _slurm_local(command: str, check: bool = False) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(ROOT / "scripts" / "slurm_local.sh"), command],
+                          capture_output=True, text=True, timeout=300, check=check)
+
+
+def test_down_cancels_running_jobs_and_waits_for_them(tmp_path):
+    """`slurm_local.sh down` while a job runs: the job and its slurmstepd end with the cluster
+    (they used to outlive the daemons). The cluster is brought up again for what follows."""
+    job_id, running = _start_sleeper(tmp_path)
     try:
-        down = subprocess.run(["bash", script, "down"], capture_output=True, text=True,
-                              timeout=180)
+        down = _slurm_local("down")
         assert down.returncode == 0 and f"cancelling job(s) {job_id}" in down.stdout, down
         assert running() == [] and subprocess.run(["pgrep", "-x", "slurmstepd"]).returncode
     finally:
-        subprocess.run(["bash", script, "up"], capture_output=True, timeout=300, check=True)
+        _slurm_local("up", check=True)
+
+
+def test_up_cancels_the_jobs_of_a_cluster_that_was_not_brought_down(tmp_path):
+    """The machine stops while a job runs, without `down`: the controller saves its state (the job
+    running), every process ends. The next `up` recovers that job, which would hold the node
+    allocated for good ("node is not idle: alloc"); `up` cancels it and the node is idle."""
+    job_id, running = _start_sleeper(tmp_path)
+    state = "/var/lib/arnn-slurm"
+    for daemon in ("slurmctld", "slurmd"):  # as a shutdown does: TERM, the controller saves
+        pid = int(open(f"{state}/{daemon}.pid").read())
+        os.kill(pid, 15)
+        _wait(lambda pid=pid: not os.path.exists(f"/proc/{pid}"), 30, f"{daemon} to stop")
+    subprocess.run(["pkill", "-KILL", "-x", "slurmstepd"])
+    for pid in running():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), 9)
+    _wait(lambda: not running(), 30, "the job to end")
+    up = _slurm_local("up")
+    try:
+        assert up.returncode == 0, up
+        assert f"cancelling job(s) {job_id} left by a cluster" in up.stdout, up.stdout
+        assert subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout == ""
+    finally:
+        if up.returncode != 0:  # leave a usable cluster to the tests that follow
+            _slurm_local("down")
+            _slurm_local("up")
