@@ -113,21 +113,26 @@ node_idle() { sinfo -h -N -o '%N %t' | grep -qx "$NODE idle"; }
 
 no_jobs() { [ -z "$(squeue -h -o %A 2>/dev/null)" ]; }
 
+scancel_all() {  # scancel_all [WHY]: cancel every listed job, say which, wait until none is listed
+    local jobs
+    jobs=$(squeue -h -o %A 2>/dev/null) && [ -n "$jobs" ] || return 0
+    echo "slurm_local: cancelling job(s) $(echo $jobs)${1:+ $1}"
+    # shellcheck disable=SC2086
+    scancel $jobs 2>/dev/null || true
+    wait_for 60 no_jobs \
+        || echo "slurm_local: jobs still listed after 60 s: $(squeue -h 2>/dev/null)" >&2
+}
+
 # Jobs the controller recovers from its saved state when the cluster was not brought `down`
 # (the machine restarted, the daemons were killed): no process of theirs is left, yet they hold
 # the node allocated for good. They are cancelled, as `down` would have done.
 cancel_leftovers() {
-    local jobs
-    jobs=$(squeue -h -o %A 2>/dev/null) || return 0
-    [ -n "$jobs" ] || return 0
+    no_jobs && return 0
     if ps -C slurmstepd -o stat= | grep -qv '^Z'; then  # a zombie step runs nothing
-        echo "slurm_local: job(s) $(echo $jobs) recovered and some job steps still run: kept" >&2
+        echo "slurm_local: job steps still run: recovered jobs kept" >&2
         return 0
     fi
-    echo "slurm_local: cancelling job(s) $(echo $jobs) left by a cluster that was not brought down"
-    # shellcheck disable=SC2086
-    scancel $jobs 2>/dev/null || true
-    wait_for 60 no_jobs || echo "slurm_local: jobs still listed after 60 s: $(squeue -h)" >&2
+    scancel_all "left by a cluster that was not brought down"
 }
 
 up() {
@@ -157,14 +162,7 @@ up() {
 }
 
 cancel_jobs() {  # cancel every job and wait for its steps (slurmstepd, srun, the job) to end
-    local jobs
-    if alive slurmctld && jobs=$(squeue -h -o %A 2>/dev/null) && [ -n "$jobs" ]; then
-        echo "slurm_local: cancelling job(s) $(echo $jobs)"
-        # shellcheck disable=SC2086
-        scancel $jobs 2>/dev/null || true
-        wait_for 60 no_jobs \
-            || echo "slurm_local: jobs still listed after 60 s: $(squeue -h 2>/dev/null)" >&2
-    fi
+    if alive slurmctld; then scancel_all; fi
     # Steps the controller no longer knows about (its daemons were killed before) end too.
     if pgrep -x slurmstepd >/dev/null; then
         pkill -TERM -x slurmstepd || true
