@@ -129,7 +129,8 @@ scancel_all() {  # scancel_all [WHY]: cancel every listed job, say which, wait u
 cancel_leftovers() {
     no_jobs && return 0
     if ps -C slurmstepd -o stat= | grep -qv '^Z'; then  # a zombie step runs nothing
-        echo "slurm_local: job steps still run: recovered jobs kept" >&2
+        echo "slurm_local: job(s) $(echo $(squeue -h -o %A 2>/dev/null)) recovered and some" \
+            "job steps still run: kept" >&2
         return 0
     fi
     scancel_all "left by a cluster that was not brought down"
