@@ -111,12 +111,16 @@ wait_for() {  # wait_for SECONDS COMMAND...: until the command succeeds
 # current.
 node_idle() { sinfo -h -N -o '%N %t' | grep -qx "$NODE idle"; }
 
-no_jobs() { [ -z "$(squeue -h -o %A 2>/dev/null)" ]; }
+# shellcheck disable=SC2046
+job_ids() { echo $(squeue -h -o %A 2>/dev/null); }  # the listed jobs, one line (empty: none)
+
+no_jobs() { [ -z "$(job_ids)" ]; }
 
 scancel_all() {  # scancel_all [WHY]: cancel every listed job, say which, wait until none is listed
     local jobs
-    jobs=$(squeue -h -o %A 2>/dev/null) && [ -n "$jobs" ] || return 0
-    echo "slurm_local: cancelling job(s) $(echo $jobs)${1:+ $1}"
+    jobs=$(job_ids)
+    [ -n "$jobs" ] || return 0
+    echo "slurm_local: cancelling job(s) $jobs${1:+ $1}"
     # shellcheck disable=SC2086
     scancel $jobs 2>/dev/null || true
     wait_for 60 no_jobs \
@@ -127,10 +131,11 @@ scancel_all() {  # scancel_all [WHY]: cancel every listed job, say which, wait u
 # (the machine restarted, the daemons were killed): no process of theirs is left, yet they hold
 # the node allocated for good. They are cancelled, as `down` would have done.
 cancel_leftovers() {
-    no_jobs && return 0
+    local jobs
+    jobs=$(job_ids)
+    [ -n "$jobs" ] || return 0
     if ps -C slurmstepd -o stat= | grep -qv '^Z'; then  # a zombie step runs nothing
-        echo "slurm_local: job(s) $(echo $(squeue -h -o %A 2>/dev/null)) recovered and some" \
-            "job steps still run: kept" >&2
+        echo "slurm_local: job(s) $jobs recovered and some job steps still run: kept" >&2
         return 0
     fi
     scancel_all "left by a cluster that was not brought down"
