@@ -17,7 +17,7 @@ from arnn.collect import main as collect_main
 from arnn.halving_record import HalvingRecord, Outcome, write_halving
 from arnn.identity import fingerprint
 from arnn.report.jobs import collect
-from arnn.results import ResultsError, RunResult, Status, evaluation_summary
+from arnn.results import ResultsError, RunResult, Status, evaluation_summary, stalled
 from arnn.storage import Folder
 from arnn.sweeps import budgets, earlier_budgets, outcome
 from hydra_plugins.arnn_halving_sweeper._impl import HalvingSweeperImpl, promote, ranked
@@ -193,6 +193,39 @@ def test_halving_sweep_end_to_end_and_rerun_trains_nothing(tmp_path):
     jobs = collect([sweep]).jobs
     assert {j.path.name: j.rung for j in jobs}[str(final)] == 3  # the third, numbered from 1
     assert f"| {sweep / str(final)} |" in md.split("## Best configuration per task")[1]
+
+
+@pytest.mark.slow
+def test_a_halving_sweep_with_patience_ranks_runs_that_stopped_before_their_budget(tmp_path):
+    """train.patience=1 with an evaluation every 2 steps: a job may end before its rung's
+    budget; it is recorded, ranked and promoted as completed, and a promoted job that would
+    stop there again is not trained again. An evaluation at a rung's budget ends the run
+    there anyway: a job stalled at it stops at its first evaluation in the next rung."""
+    sweep = tmp_path / "sweep"
+    proc = _halving(sweep, "train.eval_every=2", "train.patience=1")
+    assert proc.returncode == 0, proc.stderr
+    record = _record(sweep)
+    results = {j: RunResult.read(sweep / str(j)) for j in range(4)}
+    assert {r.status for r in results.values()} == {Status.COMPLETED}
+    early = [j for j, r in results.items() if r.stopped_early]
+    assert early, "no job stopped early: the test shows nothing"
+    budgets = [rung["budget"] for rung in record["rungs"]]
+    for rung in record["rungs"]:
+        for job, o in rung["outcomes"].items():
+            result = results[int(job)]
+            assert o["status"] == "completed" and o["steps"] <= rung["budget"]
+            if o["steps"] < rung["budget"]:  # stopped early, by the rule of its evaluations
+                evaluations = result.evaluations
+                assert result.stopped_early and result.steps == o["steps"]
+                assert stalled(evaluations, 1) is not None
+                assert not [e for i, e in enumerate(evaluations[:-1], 1)
+                            if e[0] not in budgets and stalled(evaluations[:i], 1)]
+    assert [len(r["jobs"]) for r in record["rungs"]] == [4, 2, 1]
+    before = _mtimes(sweep)
+    assert _halving(sweep, "train.eval_every=2", "train.patience=1").returncode == 0
+    rewritten = {"multirun.yaml", ".arnn-sweep.lock"}
+    assert {p: t for p, t in _mtimes(sweep).items() if p.name not in rewritten} == {
+        p: t for p, t in before.items() if p.name not in rewritten}
 
 
 @pytest.mark.slow

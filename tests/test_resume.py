@@ -16,7 +16,8 @@ from arnn import host
 from arnn.checkpoint import BEST_CHECKPOINT, CHECKPOINT, CheckpointError, save_atomic
 from arnn.errors import ConfigError
 from arnn.loop import evaluate
-from arnn.results import RunResult
+from arnn.results import RunResult, Status
+from arnn.run_dir import Extend, Skip, plan
 from arnn.schema import compose_config
 from arnn.storage import Folder
 from tests.fixtures import (
@@ -291,6 +292,43 @@ def test_extending_a_finished_run_is_bit_identical_to_training_it_at_once(tmp_pa
         run_config(compose_cfg(*args, "train.steps=300"), tmp_path / "extended")
     with pytest.raises(Exception, match="another configuration.*model.eps"):
         run_config(compose_cfg(*args, "train.steps=500", "model.eps=0.5"), tmp_path / "extended")
+
+
+def test_a_run_stopped_early_continues_bit_identically_when_the_patience_is_lifted(tmp_path):
+    """train.patience=1 ends a run at its first evaluation no better than an earlier one (found
+    here in the record of the same run trained without patience, the reference); the same
+    command again does not train it; without patience it goes on to train.steps and ends
+    bit-identical to the run that never stopped."""
+    args = (*SMALL, "train.steps=200", "train.eval_every=10", "train.log_every=10",
+            "train.checkpoint_every=50")
+    run_config(compose_cfg(*args), tmp_path / "straight")
+    full = RunResult.read(tmp_path / "straight").evaluations
+    stop = next((i for i in range(1, len(full) - 1)
+                 if full[i][2] <= max(e[2] for e in full[:i])), None)
+    assert stop is not None, f"validation improved at every evaluation: {full}"
+    run_config(compose_cfg(*args, "train.patience=1"), tmp_path / "stopped")
+    stopped = RunResult.read(tmp_path / "stopped")
+    assert stopped.status == "completed" and stopped.steps == full[stop][0]
+    assert stopped.evaluations == full[: stop + 1]
+    assert "in the 1 evaluations after step" in stopped.stopped_early
+    before = (tmp_path / "stopped" / "results.json").read_bytes()
+    run_config(compose_cfg(*args, "train.patience=1"), tmp_path / "stopped")
+    assert (tmp_path / "stopped" / "results.json").read_bytes() == before
+    run_config(compose_cfg(*args), tmp_path / "stopped")
+    result = RunResult.read(tmp_path / "stopped")
+    assert result.steps == 200 and result.stopped_early is None and result.evaluations == full
+    a, b = checkpoint_params(tmp_path / "straight"), checkpoint_params(tmp_path / "stopped")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("patience,planned", [(1, Skip), (2, Skip), (3, Extend), (None, Extend)])
+def test_a_run_stopped_early_is_continued_only_by_a_patience_it_has_not_met(patience, planned):
+    """Stopped by patience 2 at step 40 (two evaluations after the best, step 20)."""
+    evaluations = [[10, 0.5, 0.5], [20, 0.6, 0.7], [30, 0.6, 0.7], [40, 0.7, 0.65]]
+    previous = RunResult(Status.COMPLETED, "arnn", "digits", "sgd", steps=40,
+                         stopped_early="...", evaluations=evaluations)
+    assert isinstance(plan(previous, True, 100, "auto", Path("run"), patience), planned)
+    assert isinstance(plan(previous, True, 40, "auto", Path("run"), None), Skip)
 
 
 def test_a_cosine_run_resumes_bit_identically_and_is_not_extended(tmp_path):

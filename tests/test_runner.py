@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from arnn.checkpoint import CHECKPOINT
+from arnn.checkpoint import BEST_CHECKPOINT, CHECKPOINT
 from arnn.data import pixel_permutation
-from arnn.results import RunResult, Status
+from arnn.results import RunResult, Status, stalled
 from arnn.window import StepWindow
 from tests.fixtures import (
     SMALL,
@@ -124,6 +124,36 @@ def test_test_accuracy_is_the_last_evaluation_over_the_whole_test_split(tmp_path
     assert result.test_accuracy == pytest.approx(by_hand, abs=1e-12)
     assert result.test_accuracy == result.evaluations[-1][1]
     assert result.best_test_accuracy == max(e[1] for e in result.evaluations)
+
+
+def test_patience_ends_a_run_whose_validation_accuracy_stops_improving(tmp_path):
+    """At lr 1e-30 no weight moves: the first evaluation's validation accuracy (step 5) is never
+    beaten (a tie is no improvement), so patience 2 ends the run at the second evaluation after
+    it, checkpointed there, with its record and best.pt of step 5."""
+    run_config(compose_cfg(*SMALL, "optimizer.lr=1e-30", "train.steps=100", "train.eval_every=5",
+                           "train.log_every=5", "train.checkpoint_every=50",
+                           "train.patience=2"), tmp_path)
+    result = RunResult.read(tmp_path)
+    assert result.status == Status.COMPLETED and result.steps == 15
+    assert [e[0] for e in result.evaluations] == [5, 10, 15] and result.best_val_step == 5
+    assert len({e[2] for e in result.evaluations}) == 1
+    assert result.stopped_early == ("no better validation accuracy in the 2 evaluations after "
+                                    "step 5 (train.patience=2)")
+    assert read_checkpoint(tmp_path / CHECKPOINT)["step"] == 15
+    assert (tmp_path / BEST_CHECKPOINT).is_file()
+
+
+def test_patience_counts_evaluations_after_the_first_of_equal_best_accuracies():
+    """By hand: [step, test, validation] lists; a tie does not move the best."""
+    assert stalled([], 1) is None and stalled([[10, 0.5], [20, 0.6]], 1) is None  # no validation
+    assert stalled([[10, 0.5, 0.7]], 1) is None
+    rising_then_flat = [[10, 0.5, 0.7], [20, 0.6, 0.8], [30, 0.6, 0.8], [40, 0.9, 0.75]]
+    assert stalled(rising_then_flat, None) is None and stalled(rising_then_flat, 3) is None
+    assert stalled(rising_then_flat, 2) == ("no better validation accuracy in the 2 evaluations "
+                                            "after step 20 (train.patience=2)")
+    assert stalled(rising_then_flat, 1) == ("no better validation accuracy in the 2 evaluations "
+                                            "after step 20 (train.patience=1)")
+    assert stalled([[10, 0.5, 0.7], [20, 0.6, 0.6], [30, 0.6, 0.71]], 1) is None
 
 
 @pytest.mark.parametrize("max_loss,status", [(1.5, Status.DIVERGED), (5.0, Status.COMPLETED)])

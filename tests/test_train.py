@@ -76,6 +76,7 @@ BAD_VALUES = [
     ("seed=-1", "seed=-1"),
     ("seed=4294967296", "seed=4294967296"),
     ("dataset.num_classes=1", "dataset.num_classes=1"),
+    ("train.patience=0", "train.patience=0"),
 ]
 
 
@@ -95,9 +96,16 @@ def test_fewer_classes_than_the_labels_is_refused_before_anything_is_written(tmp
     assert not (tmp_path / "run" / "results.json").exists()
 
 
+def test_patience_without_a_validation_split_is_refused():
+    with pytest.raises(ConfigError, match=r"^train.patience=3 is invalid: must be null without a "
+                                          r"validation split \(dataset.val_size=0\)"):
+        validate(compose_cfg("train.patience=3", "dataset.val_size=0"))
+
+
 BOUNDARY_VALUES = ["model.eps=1e-9", "model.gamma=0", "model.hidden_size=1", "seed=0",
                    "seed=4294967295", "dataset.num_classes=10", "dataset.val_seed=4294967295",
-                   "train.steps=0", "model.sigma_w=0", "optimizer.weight_decay=0"]
+                   "train.steps=0", "model.sigma_w=0", "optimizer.weight_decay=0",
+                   "train.patience=1"]
 
 
 @pytest.mark.parametrize("override", BOUNDARY_VALUES)

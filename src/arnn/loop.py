@@ -26,7 +26,7 @@ from arnn.host import describe, with_current
 from arnn.models import SequenceClassifier
 from arnn.monitor import Monitor
 from arnn.optimizers import LR_SCHEDULES
-from arnn.results import Status, evaluation_summary
+from arnn.results import Status, evaluation_summary, stalled
 from arnn.spec import RunSpec
 from arnn.state import TrainingState
 from arnn.window import StepWindow
@@ -68,11 +68,10 @@ class Loop:
         self.last_finite_loss: float | None = None
         self.best_model: dict[str, torch.Tensor] | None = None
         self.wall_time_s, self._session_start = 0.0, time.perf_counter()
-        train = spec.train
         self.steps, self.log_every, self.eval_every, self.checkpoint_every = (
-            int(train[k]) for k in ("steps", "log_every", "eval_every", "checkpoint_every"))
-        self.grad_clip, self.max_loss = train.grad_clip, train.max_loss
-        self.lr, self.lr_factor = spec.cfg.optimizer.lr, LR_SCHEDULES[train.lr_schedule]
+            int(spec.train[k]) for k in ("steps", "log_every", "eval_every", "checkpoint_every"))
+        self.grad_clip, self.max_loss = spec.train.grad_clip, spec.train.max_loss
+        self.lr, self.lr_factor = spec.cfg.optimizer.lr, LR_SCHEDULES[spec.train.lr_schedule]
         self.hosts = [describe(spec.backend)]  # what computed each session, when they differ
         self.window = StepWindow(self.log_every, parts.device, self.step)
 
@@ -146,9 +145,9 @@ class Loop:
 
     def fit(self, monitor: Monitor, checkpoints: Saver,
             stop: Callable[[], bool] = lambda: False) -> Status:
-        """Train up to train.steps: COMPLETED, DIVERGED (the last checkpoint keeps the last
-        finite state) or INTERRUPTED (`stop()` said so; the state at that step boundary is
-        checkpointed)."""
+        """Train up to train.steps: COMPLETED (or before, at an evaluation train.patience stops
+        at), DIVERGED (the last checkpoint keeps the last finite state) or INTERRUPTED (`stop()`
+        said so). A run that stops before train.steps is checkpointed at that step."""
         if self.step >= self.steps:  # train.steps=0, or killed after the final checkpoint
             if not self.evaluations:
                 self.run_evaluation(monitor)
@@ -170,11 +169,12 @@ class Loop:
                 self.log_window(monitor)
             if do_eval:
                 self.run_evaluation(monitor)
-            if do_ckpt:
+            early = do_eval and not at_end and stalled(self.evaluations, self.spec.train.patience)
+            if do_ckpt or early:
                 checkpoints.save(self.state())
             monitor.advance(step)
-            if stopping:
-                return Status.INTERRUPTED
+            if stopping or early:
+                return Status.COMPLETED if early else Status.INTERRUPTED
         return Status.COMPLETED
 
 

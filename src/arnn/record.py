@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from arnn.loop import Loop
 from arnn.models import count_parameters
-from arnn.results import RunResult, Status, evaluation_summary
+from arnn.results import RunResult, Status, evaluation_summary, stalled
 from arnn.spec import RunSpec
 from arnn.stability import StabilityReport
 from arnn.storage import Folder
@@ -33,6 +33,8 @@ class Recorder:
             num_train=task.num_train, num_test=task.num_test,
             diverged_step=diverged[0] if diverged else None,
             divergence=diverged[1] if diverged else None,
+            stopped_early=stalled(loop.evaluations, cfg.train.patience)
+            if status is Status.COMPLETED and loop.step < cfg.train.steps else None,
             last_finite_loss=loop.last_finite_loss, error=error, requeues=self.requeues,
             euler_rho=None if stability is None else stability.euler_rho,
             log10_growth=None if stability is None else stability.log10_growth,

@@ -88,6 +88,18 @@ def evaluation_summary(evaluations: list[list[float]]) -> dict[str, float | int 
     }
 
 
+def stalled(evaluations: list[list[float]], patience: int | None) -> str | None:
+    """Why train.patience=`patience` ends a run with these evaluations: `patience` of them came
+    after the best validation accuracy (the first of equal ones, as in evaluation_summary: a tie
+    is no improvement). None when it goes on: no patience, no validation split, or fewer."""
+    vals = [e[2] for e in evaluations if len(e) > 2]
+    since = len(vals) - 1 - vals.index(max(vals)) if vals else 0
+    if patience is None or since < patience:
+        return None
+    return (f"no better validation accuracy in the {since} evaluations after step "
+            f"{evaluation_summary(evaluations)['best_val_step']} (train.patience={patience})")
+
+
 class ResultsError(UserError):
     """A results.json or halving.json that exists but cannot be used; the message names it."""
 
@@ -117,6 +129,7 @@ class RunResult:
     num_val: int | None = None
     diverged_step: int | None = None
     divergence: str | None = None  # why the run is `diverged` (not finite, or train.max_loss)
+    stopped_early: str | None = None  # why a `completed` run stopped before train.steps
     last_finite_loss: float | None = None
     error: str | None = None
     requeues: int = 0  # times SLURM's signal stopped the run for a requeue

@@ -27,7 +27,7 @@ from arnn.monitor import Monitor, hparams_of
 from arnn.points import seed_value
 from arnn.preemption import SignalCatcher, hand_over
 from arnn.record import Recorder
-from arnn.results import ACCURACIES, RESULTS_FILE, RunResult, Status
+from arnn.results import ACCURACIES, RESULTS_FILE, RunResult, Status, stalled
 from arnn.spec import RunSpec
 from arnn.stability import stability_report, stability_warning
 from arnn.state import Checkpoints, TrainingState
@@ -38,12 +38,14 @@ log = logging.getLogger("arnn")
 
 @dataclass(frozen=True)
 class Skip:
-    """Finished already (completed at these steps, or diverged): not trained again."""
+    """Finished already (completed at these steps, stopped early by a patience the run's
+    still meets, or diverged): not trained again."""
 
 
 @dataclass(frozen=True)
 class Extend:
-    """Completed with fewer steps: continue from its checkpoint."""
+    """Completed with fewer steps (or stopped early by a smaller patience): continue from its
+    checkpoint."""
 
     from_steps: int
 
@@ -67,11 +69,15 @@ Plan = Skip | Extend | Resume | Fresh | Refuse
 
 
 def plan(previous: RunResult | None, has_checkpoint: bool, steps: int, resume: str,
-         run_dir: Path) -> Plan:
-    """What a run asked for `steps` does in a directory holding `previous` (its results.json)
+         run_dir: Path, patience: int | None = None) -> Plan:
+    """What a run asked for `steps` (stopping early after `patience` evaluations without a
+    better validation accuracy) does in a directory holding `previous` (its results.json)
     and, if `has_checkpoint`, a checkpoint. Pure: reads and writes nothing."""
     if previous is not None and previous.status.finished and resume != "never":
-        if previous.status is Status.DIVERGED or steps == previous.steps:
+        # stopped early by a patience this one has too: it would stop there again
+        stays_stopped = (previous.stopped_early is not None and steps > previous.steps
+                         and stalled(previous.evaluations, patience) is not None)
+        if previous.status is Status.DIVERGED or steps == previous.steps or stays_stopped:
             return Skip()
         if steps < previous.steps:
             return Refuse(invalid("train.steps", steps, f"{run_dir} already trained "
@@ -174,13 +180,15 @@ def _run_locked(spec: RunSpec, folder: Folder, on_start: Callable[[Folder], None
     previous = RunResult.read(run_dir)
     if previous is not None and previous.status.finished and resume != "never":
         check_same_run(run_dir / RESULTS_FILE, previous.config, spec.identity)
-    todo = plan(previous, (run_dir / CHECKPOINT).is_file(), steps, resume, run_dir)
+    todo = plan(previous, (run_dir / CHECKPOINT).is_file(), steps, resume, run_dir,
+                spec.train.patience)
     if isinstance(todo, Refuse):
         raise todo.error
     if isinstance(todo, Skip):
         log.info("%s: already %s at step %d, not trained again (train.resume=never trains it "
-                 "anew; a larger train.steps extends it)", shown(run_dir), previous.status,
-                 previous.steps)
+                 "anew; %s)", shown(run_dir), previous.status, previous.steps,
+                 "a larger train.patience, or null, continues it" if previous.stopped_early
+                 else "a larger train.steps extends it")
         _report_end(previous, run_dir)
         return objective(previous)
     if isinstance(todo, Extend):
@@ -269,6 +277,8 @@ def _report_end(result: RunResult, run_dir: Path) -> None:
         log.info("completed %d steps: test accuracy %.4f (best %.4f), %d parameters, %.1f s",
                  result.steps, result.test_accuracy, result.best_test_accuracy, result.params,
                  result.wall_time_s)
+        if result.stopped_early:
+            log.info("stopped early: %s", result.stopped_early)
     if result.best_val_accuracy is not None:
         log.info("best validation accuracy %.4f at step %d: test accuracy there %.4f (%s)",
                  result.best_val_accuracy, result.best_val_step,

@@ -99,6 +99,7 @@ class TrainConfig:
     grad_clip: float | None = MISSING  # max global gradient norm; None: no clipping (the paper's)
     lr_schedule: str = MISSING  # constant (the paper's) | cosine: arnn.optimizers.LR_SCHEDULES
     max_loss: float | None = MISSING  # a logged window's mean loss above it: diverged
+    patience: int | None = MISSING  # evaluations without a better validation accuracy: stop
     gradient_flow: bool = MISSING  # at each evaluation, draw ||dL/dh_t|| over t to TensorBoard
     threads: int | None = MISSING  # CPU threads (torch's and the cpu backend's); None: torch's
     flush_denormal: bool = MISSING  # CPU: subnormal floats computed as zero (arnn.host)

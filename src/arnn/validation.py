@@ -37,6 +37,7 @@ RANGES: dict[str, Range] = {
     "train.checkpoint_every": Range(1, integer=True),
     "train.grad_clip": Range(0, strict=True),
     "train.max_loss": Range(0, strict=True),
+    "train.patience": Range(1, integer=True, high=1 << 40),
     "train.threads": Range(1, integer=True, high=1024),
     "dataset.input_size": Range(1, integer=True, high=1 << 20),
     "dataset.seq_len": Range(1, integer=True, high=1 << 24),
@@ -106,6 +107,9 @@ def validate(cfg: DictConfig) -> None:
     ):
         raise invalid("dataset.val_size", val_size, "must be a count >= 0 (0: no validation "
                       "split) or a fraction between 0 and 1")
+    if cfg.train.patience is not None and val_size == 0:
+        raise invalid("train.patience", cfg.train.patience, "must be null without a "
+                      "validation split (dataset.val_size=0): it watches the validation accuracy")
     fraction = cfg.dataset.test_fraction
     if fraction is not None and not 0 < fraction < 1:
         raise invalid("dataset.test_fraction", fraction, "must be between 0 and 1")
