@@ -34,7 +34,7 @@ class Recorder:
             diverged_step=diverged[0] if diverged else None,
             divergence=diverged[1] if diverged else None,
             stopped_early=stalled(loop.evaluations, cfg.train.patience)
-            if status is Status.COMPLETED and loop.step < cfg.train.steps else None,
+            if status is Status.COMPLETED and loop.step < loop.steps else None,
             last_finite_loss=loop.last_finite_loss, error=error, requeues=self.requeues,
             euler_rho=None if stability is None else stability.euler_rho,
             log10_growth=None if stability is None else stability.log10_growth,

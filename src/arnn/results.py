@@ -92,12 +92,12 @@ def stalled(evaluations: list[list[float]], patience: int | None) -> str | None:
     """Why train.patience=`patience` ends a run with these evaluations: `patience` of them came
     after the best validation accuracy (the first of equal ones, as in evaluation_summary: a tie
     is no improvement). None when it goes on: no patience, no validation split, or fewer."""
-    vals = [e[2] for e in evaluations if len(e) > 2]
-    since = len(vals) - 1 - vals.index(max(vals)) if vals else 0
+    best = evaluation_summary(evaluations)["best_val_step"]
+    since = 0 if best is None else sum(len(e) > 2 and e[0] > best for e in evaluations)
     if patience is None or since < patience:
         return None
-    return (f"no better validation accuracy in the {since} evaluations after step "
-            f"{evaluation_summary(evaluations)['best_val_step']} (train.patience={patience})")
+    return (f"no better validation accuracy in the {since} evaluations after step {best} "
+            f"(train.patience={patience})")
 
 
 class ResultsError(UserError):
